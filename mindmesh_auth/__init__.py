@@ -1,0 +1,75 @@
+"""mindmesh-auth: authentication for Python apps that own their database."""
+
+from .core.config import AuthConfig, Limit
+from .core.errors import (
+    AuthError,
+    ConfigurationError,
+    DeliveryFailed,
+    DuplicateKeyError,
+    EmailAlreadyRegistered,
+    InvalidCredentials,
+    InvalidEmail,
+    InvalidOtp,
+    InvalidPassword,
+    InvalidRefreshToken,
+    InvalidResetToken,
+    InvalidToken,
+    NotFound,
+    RateLimited,
+    RefreshTokenReused,
+    SessionNotFound,
+    StorageError,
+    StorageUnavailable,
+    UserNotFound,
+    ValidationError,
+)
+from .core.models import (
+    AuditEvent,
+    AuditEventType,
+    LoginChallenge,
+    LoginResult,
+    RequestContext,
+    Session,
+    TokenPair,
+    User,
+)
+from .core.templates import MessageTemplate, MessageTemplates
+from .facade import MindmeshAuth
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuditEvent",
+    "AuditEventType",
+    "AuthConfig",
+    "AuthError",
+    "ConfigurationError",
+    "DeliveryFailed",
+    "DuplicateKeyError",
+    "EmailAlreadyRegistered",
+    "InvalidCredentials",
+    "InvalidEmail",
+    "InvalidOtp",
+    "InvalidPassword",
+    "InvalidRefreshToken",
+    "InvalidResetToken",
+    "InvalidToken",
+    "Limit",
+    "LoginChallenge",
+    "LoginResult",
+    "MessageTemplate",
+    "MessageTemplates",
+    "MindmeshAuth",
+    "NotFound",
+    "RateLimited",
+    "RefreshTokenReused",
+    "RequestContext",
+    "Session",
+    "SessionNotFound",
+    "StorageError",
+    "StorageUnavailable",
+    "TokenPair",
+    "User",
+    "UserNotFound",
+    "ValidationError",
+]

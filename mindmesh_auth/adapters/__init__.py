@@ -1,0 +1,1 @@
+"""Adapters: storage backends and mailers that implement the core's ports."""

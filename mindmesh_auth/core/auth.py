@@ -1,0 +1,270 @@
+"""``auth.auth``: register, two-step login, token check, refresh rotation, logout."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from .crypto import new_id, random_token
+from .errors import (
+    DuplicateKeyError,
+    EmailAlreadyRegistered,
+    InvalidCredentials,
+    InvalidOtp,
+    InvalidRefreshToken,
+    InvalidToken,
+    RateLimited,
+    RefreshTokenReused,
+    ValidationError,
+)
+from .kernel import Kernel
+from .models import (
+    CORE_USER_FIELDS,
+    AuditEventType,
+    LoginChallenge,
+    LoginResult,
+    RequestContext,
+    Session,
+    TokenPair,
+    User,
+)
+from .context import ip_bucket
+from .otp import OtpEngine
+
+__all__ = ["AuthService", "REFRESH_TOKEN_LENGTH"]
+
+REFRESH_TOKEN_BYTES = 96
+REFRESH_TOKEN_LENGTH = 128  # characters, as in the npm package
+_REFRESH = re.compile(r"[A-Za-z0-9_-]{128}")
+_PROFILE_KEY = re.compile(r"[a-z][a-z0-9_]{0,62}")
+
+
+class AuthService:
+    def __init__(self, k: Kernel, engine: OtpEngine) -> None:
+        self._k = k
+        self._otp = engine
+
+    # -- registration -------------------------------------------------
+    def register(
+        self, email: str, password: str, *, context: RequestContext | None = None, **profile: Any
+    ) -> User:
+        """Create an account. Extra keyword arguments are the app's profile fields."""
+        k = self._k
+        ctx = k.context(context)
+        canonical = k.email(email)
+        k.policy.check_new(password, email=canonical)
+        extras = _check_profile(profile)
+        now = k.now()
+        user = User(
+            id=new_id(k.rng),
+            email=canonical,
+            password_hash=k.hasher.hash(password),
+            created_at=now,
+            updated_at=now,
+            profile=extras,
+        )
+        try:
+            stored = k.store.users.add(user)
+        except DuplicateKeyError:
+            k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="email_taken")
+            raise EmailAlreadyRegistered() from None
+        k.auditor.record(AuditEventType.REGISTRATION_SUCCESS, now, ctx, user_id=stored.id, email=canonical)
+        return stored
+
+    # -- login ----------------------------------------------------------
+    def login(self, email: str, password: str, *, context: RequestContext | None = None) -> LoginChallenge:
+        """Step one: check the password and e-mail a login code.
+
+        Unknown email, wrong password and blocked account fail identically
+        (``InvalidCredentials``), with the same bcrypt work.
+        """
+        k = self._k
+        ctx = k.context(context)
+        canonical = k.email(email)
+        k.policy.check_type(password)
+        now = k.now()
+        fail_key = f"login-fail:{canonical}"
+        try:
+            if ctx.ip_address:
+                k.limiter.consume(f"login-ip:{ip_bucket(ctx.ip_address)}", k.config.login_ip_limit, now)
+            # Counted before the check (atomic under races); a success clears it.
+            k.limiter.consume(fail_key, k.config.login_email_limit, now)
+        except RateLimited:
+            k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="login")
+            raise
+        user = k.store.users.get_by_email(canonical)
+        if user is None:
+            k.hasher.verify_dummy(password)
+            ok = False
+        else:
+            ok = k.hasher.verify(password, user.password_hash)
+        if not ok or user is None or user.blocked:
+            reason = "blocked" if ok else "invalid_credentials"
+            k.auditor.record(
+                AuditEventType.LOGIN_FAILED, now, ctx, user_id=user.id if user else None, email=canonical, reason=reason
+            )
+            raise InvalidCredentials()
+        k.limiter.clear(fail_key)
+        if k.hasher.needs_rehash(user.password_hash):
+            k.store.users.set_password_hash(user.id, k.hasher.hash(password), now)
+        self._otp.issue(user, "login", ctx)
+        return LoginChallenge(otp_required=True)
+
+    def verify_otp(
+        self, email: str, code: str, purpose: str = "login", *, context: RequestContext | None = None
+    ) -> LoginResult:
+        """Step two: a correct login code opens a new session and returns its tokens."""
+        k = self._k
+        ctx = k.context(context)
+        canonical = k.email(email)
+        if k.purpose(purpose) != "login":
+            raise ValidationError('verify_otp() completes a login; use otp.verify() for other purposes.', field="purpose")
+        entered = self._otp.parse_code(code)
+        challenge = self._otp.check(canonical, entered, "login", ctx)
+        now = k.now()
+        if challenge is None:
+            k.auditor.record(AuditEventType.LOGIN_FAILED, now, ctx, email=canonical, reason="invalid_otp")
+            raise InvalidOtp()
+        user = k.store.users.get(challenge.user_id) if challenge.user_id else None
+        if user is None or user.blocked:
+            k.auditor.record(
+                AuditEventType.LOGIN_FAILED, now, ctx, user_id=challenge.user_id, email=canonical, reason="blocked"
+            )
+            raise InvalidOtp()
+        k.auditor.record(AuditEventType.OTP_VERIFIED, now, ctx, user_id=user.id, email=canonical, reason="login")
+        refresh_token = random_token(k.rng, REFRESH_TOKEN_BYTES)
+        session = Session(
+            id=new_id(k.rng),
+            user_id=user.id,
+            refresh_hash=k.keys.digest("refresh", refresh_token),
+            created_at=now,
+            expires_at=now + k.config.session_ttl,
+            last_active_at=now,
+            ip_address=ctx.ip_address,
+            user_agent=ctx.user_agent,
+        )
+        k.store.sessions.add(session)
+        k.auditor.record(AuditEventType.LOGIN_SUCCESS, now, ctx, user_id=user.id, email=canonical, session_id=session.id)
+        access = k.codec.encode(user_id=user.id, session_id=session.id, email=user.email, now=now, rng=k.rng)
+        return LoginResult(
+            access_token=access,
+            refresh_token=refresh_token,
+            user=user,
+            session_id=session.id,
+            expires_in=int(k.config.access_token_ttl.total_seconds()),
+        )
+
+    # -- the hot path ----------------------------------------------------
+    def get_user_from_token(self, access_token: str) -> User:
+        """The user of a valid access token whose session is live. One storage round trip."""
+        k = self._k
+        now = k.clock.now()
+        claims = k.codec.decode(access_token, now)
+        found = k.store.sessions.get_with_user(claims.session_id)
+        if found is None:
+            raise InvalidToken()
+        session, user = found.session, found.user
+        if (
+            session.user_id != claims.user_id
+            or session.revoked_at is not None
+            or now >= session.expires_at
+            or user.blocked
+            or self._idle(session, now)
+        ):
+            raise InvalidToken()
+        return user
+
+    def _idle(self, session: Session, now: datetime) -> bool:
+        idle = self._k.config.session_idle_timeout
+        return idle is not None and now >= session.last_active_at + idle
+
+    # -- refresh ----------------------------------------------------------
+    def refresh(self, refresh_token: str, *, context: RequestContext | None = None) -> TokenPair:
+        """Rotate the refresh token (compare-and-swap) and mint a new access token.
+
+        A rotated token presented again revokes its session (``RefreshTokenReused``),
+        except within the configured grace period, where it returns the same
+        successor, and within ``refresh_race_window`` (a concurrent duplicate),
+        where it is refused without revoking.
+        """
+        k = self._k
+        ctx = k.context(context)
+        if not isinstance(refresh_token, str) or not _REFRESH.fullmatch(refresh_token):
+            raise InvalidRefreshToken()
+        now = k.now()
+        token_hash = k.keys.digest("refresh", refresh_token)
+        session = k.store.sessions.get_by_refresh_hash(token_hash)
+        if session is not None:
+            user = self._usable(session, now)
+            successor = self._successor(refresh_token)
+            if k.store.sessions.rotate(session.id, token_hash, k.keys.digest("refresh", successor), now):
+                k.auditor.record(
+                    AuditEventType.SESSION_REFRESHED, now, ctx, user_id=user.id, email=user.email, session_id=session.id
+                )
+                return self._pair(user, session.id, successor, now)
+        retired = k.store.sessions.get_retired(token_hash)
+        if retired is None:
+            raise InvalidRefreshToken()
+        age = now - retired.rotated_at
+        grace = k.config.refresh_grace_period
+        if grace and age <= grace:
+            successor = self._successor(refresh_token)
+            current = k.store.sessions.get(retired.session_id)
+            if current is not None and current.refresh_hash == k.keys.digest("refresh", successor):
+                user = self._usable(current, now)
+                return self._pair(user, current.id, successor, now)
+        if age <= k.config.refresh_race_window:
+            raise InvalidRefreshToken()
+        if k.store.sessions.revoke(retired.session_id, now, "refresh_reuse"):
+            owner = k.store.sessions.get(retired.session_id)
+            k.auditor.record(
+                AuditEventType.REFRESH_REUSE_DETECTED,
+                now,
+                ctx,
+                user_id=owner.user_id if owner else None,
+                session_id=retired.session_id,
+            )
+        raise RefreshTokenReused()
+
+    def _successor(self, refresh_token: str) -> str:
+        if self._k.config.refresh_grace_period:
+            # Deterministic, so a repeat inside the grace period gets the same token.
+            return self._k.keys.derive_token("successor", refresh_token, REFRESH_TOKEN_BYTES)
+        return random_token(self._k.rng, REFRESH_TOKEN_BYTES)
+
+    def _usable(self, session: Session, now: datetime) -> User:
+        user = self._k.store.users.get(session.user_id)
+        if user is None or user.blocked or not session.is_active(now) or self._idle(session, now):
+            raise InvalidRefreshToken()
+        return user
+
+    def _pair(self, user: User, session_id: str, refresh_token: str, now: datetime) -> TokenPair:
+        k = self._k
+        return TokenPair(
+            access_token=k.codec.encode(user_id=user.id, session_id=session_id, email=user.email, now=now, rng=k.rng),
+            refresh_token=refresh_token,
+            session_id=session_id,
+            expires_in=int(k.config.access_token_ttl.total_seconds()),
+        )
+
+    # -- logout -------------------------------------------------------------
+    def logout(self, session_id: str, *, context: RequestContext | None = None) -> bool:
+        """Revoke the session. Idempotent: ``True`` only for the call that revoked it."""
+        k = self._k
+        ctx = k.context(context)
+        sid = k.identifier(session_id, "session_id")
+        now = k.now()
+        if not k.store.sessions.revoke(sid, now, "logout"):
+            return False
+        session = k.store.sessions.get(sid)
+        k.auditor.record(AuditEventType.LOGOUT, now, ctx, user_id=session.user_id if session else None, session_id=sid)
+        return True
+
+
+def _check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:
+    for key in profile:
+        if not _PROFILE_KEY.fullmatch(key) or key in CORE_USER_FIELDS:
+            raise ValidationError(f"Profile field {key!r} is not allowed.", field=key)
+    return dict(profile)

@@ -1,0 +1,88 @@
+"""What every service shares: the ports, the config and the helpers built from them."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+
+from .audit import Auditor
+from .clock import to_millis
+from .config import AuthConfig
+from .context import resolve_context
+from .crypto import KeyRing
+from .errors import InvalidEmail, ValidationError
+from .models import RequestContext
+from .passwords import PasswordHasher, PasswordPolicy
+from .ports import Clock, Mailer, Randomness, Store
+from .rate_limit import RateLimiter
+from .templates import MessageTemplates
+from .tokens import AccessTokenCodec
+
+__all__ = ["Kernel", "EmailCanonicalizer"]
+
+EmailCanonicalizer = Callable[[str], str]
+"""Validates an address and returns its canonical form; raises ``InvalidEmail``."""
+
+_PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_MAX_EMAIL = 254
+
+
+class Kernel:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        mailer: Mailer,
+        config: AuthConfig,
+        clock: Clock,
+        randomness: Randomness,
+        templates: MessageTemplates,
+        canonicalize_email: EmailCanonicalizer,
+    ) -> None:
+        self.store = store
+        self.mailer = mailer
+        self.config = config
+        self.clock = clock
+        self.rng = randomness
+        self.templates = templates
+        self._canonicalize = canonicalize_email
+        self.keys = KeyRing(config.refresh_secret)
+        self.hasher = PasswordHasher(config.bcrypt_rounds, config.password_pepper)
+        self.policy = PasswordPolicy(config.password_min_length, config.password_max_length)
+        self.codec = AccessTokenCodec(
+            config.jwt_secret,
+            previous=config.previous_jwt_secrets,
+            issuer=config.jwt_issuer,
+            audience=config.jwt_audience,
+            ttl=config.access_token_ttl,
+            leeway=config.jwt_leeway,
+        )
+        self.limiter = RateLimiter(store.rate_limits)
+        self.auditor = Auditor(store.audit)
+
+    def now(self) -> datetime:
+        return to_millis(self.clock.now())
+
+    def context(self, explicit: RequestContext | None) -> RequestContext:
+        return resolve_context(explicit)
+
+    def email(self, value: object) -> str:
+        """Validate and canonicalize an email (strings only, bounded, no controls)."""
+        if not isinstance(value, str):
+            raise InvalidEmail("The email address must be a string.")
+        if not value or len(value) > _MAX_EMAIL:
+            raise InvalidEmail()
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value) or any(c in value for c in ",;<>"):
+            raise InvalidEmail()
+        return self._canonicalize(value)
+
+    def purpose(self, value: object) -> str:
+        if not isinstance(value, str) or not _PURPOSE.fullmatch(value) or value not in self.config.otp_purposes:
+            raise ValidationError("Unknown OTP purpose.", field="purpose")
+        return value
+
+    def identifier(self, value: object, field: str) -> str:
+        if not isinstance(value, str) or not value or len(value) > 64 or not value.isprintable():
+            raise ValidationError(f"{field} must be an identifier string.", field=field)
+        return value

@@ -1,0 +1,217 @@
+"""Frozen value objects that cross the ports.
+
+Every datetime is timezone-aware UTC with millisecond precision (the coarsest
+precision any backend keeps). Secret-bearing fields are kept out of ``repr``.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+__all__ = [
+    "User",
+    "Session",
+    "SessionWithUser",
+    "RetiredRefreshToken",
+    "OtpChallenge",
+    "ResetToken",
+    "AuditEvent",
+    "AuditEventType",
+    "RequestContext",
+    "LoginChallenge",
+    "TokenPair",
+    "LoginResult",
+    "CORE_USER_FIELDS",
+]
+
+
+def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value or {}))
+
+
+@attrs.frozen
+class User:
+    """An account. ``profile`` holds the app's extra fields (also readable as attributes)."""
+
+    id: str
+    email: str
+    password_hash: str = attrs.field(repr=False)
+    created_at: datetime
+    updated_at: datetime
+    email_verified: bool = False
+    blocked: bool = False
+    profile: Mapping[str, Any] = attrs.field(factory=dict, converter=_freeze)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: expose profile extras as attributes.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            return self.profile[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def public_dict(self) -> dict[str, Any]:
+        """The user without its password hash, JSON-friendly."""
+        return {
+            "id": self.id,
+            "email": self.email,
+            "email_verified": self.email_verified,
+            "blocked": self.blocked,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            **dict(self.profile),
+        }
+
+
+CORE_USER_FIELDS = frozenset(a.name for a in attrs.fields(User))
+
+
+@attrs.frozen
+class Session:
+    """A login session. ``refresh_hash`` is the keyed hash of its live refresh token."""
+
+    id: str
+    user_id: str
+    refresh_hash: str = attrs.field(repr=False)
+    created_at: datetime
+    expires_at: datetime  # absolute lifetime; refresh never extends it
+    last_active_at: datetime  # set at creation and on every refresh
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+    def is_active(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+@attrs.frozen
+class SessionWithUser:
+    session: Session
+    user: User
+
+
+@attrs.frozen
+class RetiredRefreshToken:
+    """A refresh token that was rotated away (kept for reuse detection)."""
+
+    token_hash: str = attrs.field(repr=False)
+    session_id: str
+    rotated_at: datetime
+    expires_at: datetime  # same as the session's absolute expiry; purge after
+
+
+@attrs.frozen
+class OtpChallenge:
+    """A one-time code bound to (email, purpose). Only its keyed hash is stored.
+
+    ``status`` is ``"pending"`` while the mail is being sent and ``"sent"``
+    once delivered; only a sent challenge can be verified.
+    """
+
+    id: str
+    email: str
+    purpose: str
+    code_hash: str = attrs.field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+    user_id: str | None = None
+    attempts: int = 0
+    status: str = "pending"
+    consumed_at: datetime | None = None
+
+
+@attrs.frozen
+class ResetToken:
+    """A password reset token; only its keyed hash is stored."""
+
+    id: str
+    user_id: str
+    token_hash: str = attrs.field(repr=False)
+    created_at: datetime
+    expires_at: datetime
+    consumed_at: datetime | None = None
+
+
+class AuditEventType(str, enum.Enum):
+    LOGIN_SUCCESS = "LOGIN_SUCCESS"
+    LOGIN_FAILED = "LOGIN_FAILED"
+    OTP_SENT = "OTP_SENT"
+    OTP_SEND_FAILED = "OTP_SEND_FAILED"
+    OTP_VERIFIED = "OTP_VERIFIED"
+    OTP_FAILED = "OTP_FAILED"
+    PASSWORD_RESET_REQUESTED = "PASSWORD_RESET_REQUESTED"
+    PASSWORD_RESET_COMPLETED = "PASSWORD_RESET_COMPLETED"
+    PASSWORD_CHANGED = "PASSWORD_CHANGED"
+    ACCOUNT_BLOCKED = "ACCOUNT_BLOCKED"
+    ACCOUNT_UNBLOCKED = "ACCOUNT_UNBLOCKED"
+    EMAIL_VERIFIED = "EMAIL_VERIFIED"
+    REGISTRATION_SUCCESS = "REGISTRATION_SUCCESS"
+    REGISTRATION_FAILED = "REGISTRATION_FAILED"
+    LOGOUT = "LOGOUT"
+    SESSION_REFRESHED = "SESSION_REFRESHED"
+    SESSION_REVOKED = "SESSION_REVOKED"
+    REFRESH_REUSE_DETECTED = "REFRESH_REUSE_DETECTED"
+    RATE_LIMITED = "RATE_LIMITED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen
+class AuditEvent:
+    """One audit row. Never holds a password, code or token.
+
+    ``id`` is assigned by the store on append (``None`` before).
+    """
+
+    type: AuditEventType = attrs.field(converter=AuditEventType)
+    occurred_at: datetime
+    user_id: str | None = None
+    email: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+    session_id: str | None = None
+    reason: str | None = None
+    id: str | None = None
+
+
+@attrs.frozen
+class RequestContext:
+    """Who is calling: the client IP (as the app trusts it) and user agent."""
+
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+@attrs.frozen
+class LoginChallenge:
+    """Result of step one of login: a code was e-mailed."""
+
+    otp_required: bool = True
+
+
+@attrs.frozen
+class TokenPair:
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str = attrs.field(repr=False)
+    session_id: str
+    expires_in: int  # seconds until the access token expires
+
+
+@attrs.frozen
+class LoginResult:
+    """Result of a verified login: tokens, the user and the new session."""
+
+    access_token: str = attrs.field(repr=False)
+    refresh_token: str = attrs.field(repr=False)
+    user: User
+    session_id: str
+    expires_in: int

@@ -1,0 +1,150 @@
+"""``auth.password``: reset by e-mailed token, and change with the current password."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from .crypto import new_id, random_token
+from .errors import DeliveryFailed, InvalidPassword, InvalidResetToken, RateLimited, UserNotFound
+from .kernel import Kernel
+from .models import AuditEventType, RequestContext, ResetToken, User
+
+__all__ = ["PasswordService"]
+
+RESET_TOKEN_BYTES = 32  # 256 bits
+_RESET = re.compile(r"[A-Za-z0-9_-]{43}")
+
+Scheduler = Callable[[Callable[[], None]], None]
+
+
+class PasswordService:
+    def __init__(self, k: Kernel, schedule: Scheduler) -> None:
+        self._k = k
+        self._schedule = schedule
+
+    def request_reset(self, email: str, *, context: RequestContext | None = None) -> None:
+        """Mail a reset token. Always returns normally for a well-formed email:
+        unknown, blocked or rate-limited addresses and mail failures look the same.
+        """
+        k = self._k
+        ctx = k.context(context)
+        canonical = k.email(email)
+        now = k.now()
+        try:
+            if ctx.ip_address:
+                k.limiter.consume(f"reset-ip:{ctx.ip_address}", k.config.reset_ip_limit, now)
+            k.limiter.consume(f"reset:{canonical}", k.config.reset_email_limit, now)
+        except RateLimited:
+            k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="password_reset")
+            return
+        user = k.store.users.get_by_email(canonical)
+        if user is None:
+            k.auditor.record(AuditEventType.PASSWORD_RESET_REQUESTED, now, ctx, email=canonical, reason="unknown_email")
+            return
+        # Token creation and mail run off the caller's path when configured, so
+        # known and unknown emails return after the same work.
+        found: User = user
+        if k.config.reset_delivery_in_background:
+            self._schedule(lambda: self._issue(found, ctx))
+        else:
+            self._issue(found, ctx)
+
+    def _issue(self, user: User, ctx: RequestContext) -> None:
+        k = self._k
+        now = k.now()
+        token = random_token(k.rng, RESET_TOKEN_BYTES)
+        record = ResetToken(
+            id=new_id(k.rng),
+            user_id=user.id,
+            token_hash=k.keys.digest("reset", token),
+            created_at=now,
+            expires_at=now + k.config.reset_token_ttl,
+        )
+        k.store.reset_tokens.put(record)
+        if k.config.reset_url:
+            instructions = "Open this link to choose a new password: " + k.config.reset_url.replace("{token}", token)
+        else:
+            instructions = "Your password reset token is: " + token
+        message = k.templates.render(
+            "password_reset",
+            to=user.email,
+            token=token,
+            reset_instructions=instructions,
+            minutes=str(int(k.config.reset_token_ttl.total_seconds() // 60)),
+        )
+        try:
+            k.mailer.send(message)
+        except DeliveryFailed:
+            k.store.reset_tokens.delete_for_user(user.id)
+            k.auditor.record(
+                AuditEventType.PASSWORD_RESET_REQUESTED, now, ctx, user_id=user.id, email=user.email, reason="delivery_failed"
+            )
+            return
+        k.auditor.record(AuditEventType.PASSWORD_RESET_REQUESTED, now, ctx, user_id=user.id, email=user.email)
+
+    def reset(self, token: str, new_password: str, *, context: RequestContext | None = None) -> None:
+        """Set a new password with a reset token (one-time). Revokes every session
+        and every other reset token; does not log in and does not unblock."""
+        k = self._k
+        ctx = k.context(context)
+        if not isinstance(token, str) or not _RESET.fullmatch(token):
+            raise InvalidResetToken()
+        k.policy.check_type(new_password)
+        now = k.now()
+        token_hash = k.keys.digest("reset", token)
+        pending = k.store.reset_tokens.get(token_hash)
+        if pending is None or pending.consumed_at is not None or now >= pending.expires_at:
+            raise InvalidResetToken()
+        user = k.store.users.get(pending.user_id)
+        if user is None:
+            raise InvalidResetToken()
+        k.policy.check_new(new_password, email=user.email)
+        new_hash = k.hasher.hash(new_password)
+        if k.store.reset_tokens.consume(token_hash, now) is None:
+            raise InvalidResetToken()
+        self._replace_password(user, new_hash, ctx, AuditEventType.PASSWORD_RESET_COMPLETED, keep_session=None)
+
+    def change(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None = None,
+        context: RequestContext | None = None,
+    ) -> None:
+        """Change a password given the current one; other sessions are revoked."""
+        k = self._k
+        ctx = k.context(context)
+        uid = k.identifier(user_id, "user_id")
+        k.policy.check_type(current_password)
+        user = k.store.users.get(uid)
+        if user is None:
+            raise UserNotFound()
+        if not k.hasher.verify(current_password, user.password_hash):
+            raise InvalidPassword("The current password is wrong.")
+        k.policy.check_new(new_password, email=user.email)
+        self._replace_password(
+            user, k.hasher.hash(new_password), ctx, AuditEventType.PASSWORD_CHANGED, keep_session=keep_session_id
+        )
+
+    def _replace_password(
+        self, user: User, new_hash: str, ctx: RequestContext, event: AuditEventType, keep_session: str | None
+    ) -> None:
+        k = self._k
+        now = k.now()
+        k.store.users.set_password_hash(user.id, new_hash, now)
+        if keep_session is None:
+            k.store.sessions.revoke_all_for_user(user.id, now, "password_changed")
+        else:
+            for session in k.store.sessions.list_for_user(user.id, now=now):
+                if session.id != keep_session:
+                    k.store.sessions.revoke(session.id, now, "password_changed")
+        k.store.reset_tokens.delete_for_user(user.id)
+        k.limiter.clear(f"login-fail:{user.email}")
+        k.auditor.record(event, now, ctx, user_id=user.id, email=user.email)
+        try:
+            k.mailer.send(k.templates.render("password_changed", to=user.email))
+        except DeliveryFailed:
+            k.auditor.record(event, now, ctx, user_id=user.id, email=user.email, reason="notice_delivery_failed")

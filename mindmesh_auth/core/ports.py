@@ -1,0 +1,312 @@
+"""Ports: what the core needs from storage, mail, time and randomness.
+
+Each storage method names its atomicity. An adapter must make every method
+marked *atomic* one statement, one transaction or one single-document
+operation: never read-then-write in Python. The shared contract suite
+(``mindmesh_auth.testing``) proves these rules for every adapter.
+
+All datetimes crossing a port are timezone-aware UTC with millisecond
+precision; adapters must return them the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from .models import (
+    AuditEvent,
+    AuditEventType,
+    OtpChallenge,
+    ResetToken,
+    RetiredRefreshToken,
+    Session,
+    SessionWithUser,
+    User,
+)
+
+__all__ = [
+    "Clock",
+    "Randomness",
+    "UserRepository",
+    "SessionRepository",
+    "OtpRepository",
+    "ResetTokenRepository",
+    "RateLimitRepository",
+    "AuditRepository",
+    "Store",
+    "Mailer",
+    "OutgoingMessage",
+    "CounterState",
+]
+
+
+class Clock(abc.ABC):
+    """The source of the current time."""
+
+    @abc.abstractmethod
+    def now(self) -> datetime:
+        """Return the current time, timezone-aware UTC."""
+
+
+class Randomness(abc.ABC):
+    """The source of secrets and identifiers. Production uses ``secrets``."""
+
+    @abc.abstractmethod
+    def token_bytes(self, n: int) -> bytes:
+        """Return ``n`` bytes from a CSPRNG."""
+
+    @abc.abstractmethod
+    def randbelow(self, n: int) -> int:
+        """Return a uniform integer in ``[0, n)`` from a CSPRNG."""
+
+
+class UserRepository(abc.ABC):
+    """Users, keyed by id and by canonical email (unique, compared in binary)."""
+
+    @abc.abstractmethod
+    def add(self, user: User) -> User:
+        """Insert ``user``. Atomic: raises ``DuplicateKeyError`` when the email exists.
+
+        Returns the stored user (``profile`` holding the extras the backend kept).
+        Raises ``ValidationError`` for profile keys the backend cannot store.
+        """
+
+    @abc.abstractmethod
+    def get(self, user_id: str) -> User | None:
+        """The user with this id, or ``None``."""
+
+    @abc.abstractmethod
+    def get_by_email(self, email: str) -> User | None:
+        """The user whose canonical email equals ``email`` exactly (binary), or ``None``."""
+
+    @abc.abstractmethod
+    def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
+        """Replace the password hash. Returns whether the user exists."""
+
+    @abc.abstractmethod
+    def set_blocked(self, user_id: str, blocked: bool, now: datetime) -> bool:
+        """Set the blocked flag. Idempotent. Returns whether the user exists."""
+
+    @abc.abstractmethod
+    def set_email_verified(self, user_id: str, now: datetime) -> bool:
+        """Mark the email verified. Idempotent. Returns whether the user exists."""
+
+    @abc.abstractmethod
+    def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        """Users ordered by ``created_at`` then ``id``."""
+
+
+class SessionRepository(abc.ABC):
+    """Sessions and the retired refresh-token hashes used for reuse detection."""
+
+    @abc.abstractmethod
+    def add(self, session: Session) -> None:
+        """Insert a new session (its ``refresh_hash`` is unique)."""
+
+    @abc.abstractmethod
+    def get(self, session_id: str) -> Session | None:
+        """The session with this id, or ``None``."""
+
+    @abc.abstractmethod
+    def get_with_user(self, session_id: str) -> SessionWithUser | None:
+        """The session and its user in ONE round trip (the token-check hot path)."""
+
+    @abc.abstractmethod
+    def get_by_refresh_hash(self, refresh_hash: str) -> Session | None:
+        """The session whose *current* refresh hash equals ``refresh_hash``."""
+
+    @abc.abstractmethod
+    def rotate(
+        self, session_id: str, old_hash: str, new_hash: str, now: datetime
+    ) -> bool:
+        """Compare-and-swap the refresh hash. Atomic.
+
+        Succeeds (returns ``True``) for exactly one caller, and only if the
+        session's current hash is ``old_hash``, it is not revoked and
+        ``now < expires_at``. On success, in the same transaction: the hash
+        becomes ``new_hash``, ``last_active_at`` becomes ``now`` and
+        ``old_hash`` is recorded as a :class:`RetiredRefreshToken`.
+        """
+
+    @abc.abstractmethod
+    def get_retired(self, token_hash: str) -> RetiredRefreshToken | None:
+        """The retired refresh token with this hash, or ``None``."""
+
+    @abc.abstractmethod
+    def revoke(self, session_id: str, now: datetime, reason: str) -> bool:
+        """Revoke one session. Atomic and idempotent: ``True`` only for the call that revoked it."""
+
+    @abc.abstractmethod
+    def revoke_all_for_user(self, user_id: str, now: datetime, reason: str) -> int:
+        """Revoke every live session of a user; returns how many were revoked."""
+
+    @abc.abstractmethod
+    def list_for_user(self, user_id: str, *, now: datetime, include_inactive: bool = False) -> list[Session]:
+        """A user's sessions, newest first; only active ones unless ``include_inactive``."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: datetime) -> int:
+        """Delete sessions (and their retired hashes) whose ``expires_at <= now``."""
+
+
+class OtpRepository(abc.ABC):
+    """One-time-code challenges; at most one per (email, purpose)."""
+
+    @abc.abstractmethod
+    def put(self, challenge: OtpChallenge) -> None:
+        """Store ``challenge``, replacing any challenge for the same (email, purpose). Atomic."""
+
+    @abc.abstractmethod
+    def get(self, email: str, purpose: str) -> OtpChallenge | None:
+        """The current challenge for (email, purpose), or ``None``."""
+
+    @abc.abstractmethod
+    def mark_sent(self, challenge_id: str) -> bool:
+        """Flip ``pending`` to ``sent``. Returns ``False`` if it was superseded meanwhile."""
+
+    @abc.abstractmethod
+    def discard(self, challenge_id: str) -> None:
+        """Delete the challenge with this id (a failed delivery leaves no usable code)."""
+
+    @abc.abstractmethod
+    def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
+        """Count one verification attempt. Atomic.
+
+        Increments ``attempts`` only if the challenge with this id exists, is
+        ``sent``, unconsumed, ``now < expires_at`` and ``attempts < max_attempts``;
+        returns the new count, or ``None`` when the challenge is dead.
+        """
+
+    @abc.abstractmethod
+    def consume(self, challenge_id: str, now: datetime) -> bool:
+        """Mark consumed. Atomic: ``True`` for exactly one caller, only if unconsumed and unexpired."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: datetime) -> int:
+        """Delete challenges whose ``expires_at <= now`` or that are consumed."""
+
+
+class ResetTokenRepository(abc.ABC):
+    """Password reset tokens; a newer token for a user supersedes older ones."""
+
+    @abc.abstractmethod
+    def put(self, token: ResetToken) -> None:
+        """Store ``token`` and delete the user's other unconsumed tokens."""
+
+    @abc.abstractmethod
+    def get(self, token_hash: str) -> ResetToken | None:
+        """The token with this hash (consumed or not), or ``None``."""
+
+    @abc.abstractmethod
+    def consume(self, token_hash: str, now: datetime) -> ResetToken | None:
+        """Consume the token with this hash. Atomic: returns it for exactly one
+        caller, only if unconsumed and ``now < expires_at``; else ``None``."""
+
+    @abc.abstractmethod
+    def delete_for_user(self, user_id: str) -> int:
+        """Delete every reset token of the user; returns how many."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: datetime) -> int:
+        """Delete tokens whose ``expires_at <= now`` or that are consumed."""
+
+
+@attrs.frozen
+class CounterState:
+    count: int
+    expires_at: datetime
+
+
+class RateLimitRepository(abc.ABC):
+    """Counters for rate limits, keyed by an opaque string."""
+
+    @abc.abstractmethod
+    def hit(self, key: str, now: datetime, expires_at: datetime, amount: int = 1) -> CounterState:
+        """Add ``amount`` to the counter ``key`` and return its new state. Atomic.
+
+        If the counter does not exist or has expired (``expires_at <= now``),
+        it restarts at ``amount`` with the given ``expires_at``. Otherwise the
+        count grows and its expiry is left unchanged.
+        """
+
+    @abc.abstractmethod
+    def get(self, key: str, now: datetime) -> CounterState | None:
+        """The live counter ``key`` (``None`` if absent or expired)."""
+
+    @abc.abstractmethod
+    def reset(self, key: str) -> None:
+        """Delete the counter ``key``."""
+
+    @abc.abstractmethod
+    def purge_expired(self, now: datetime) -> int:
+        """Delete counters whose ``expires_at <= now``."""
+
+
+class AuditRepository(abc.ABC):
+    """The append-only audit log."""
+
+    @abc.abstractmethod
+    def append(self, event: AuditEvent) -> AuditEvent:
+        """Store the event; returns it with its store-assigned ``id``."""
+
+    @abc.abstractmethod
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        types: Sequence[AuditEventType] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Matching events in append order (oldest first), at most ``limit``.
+
+        ``since`` is inclusive, ``until`` exclusive.
+        """
+
+    @abc.abstractmethod
+    def purge_before(self, cutoff: datetime) -> int:
+        """Delete events with ``occurred_at < cutoff``."""
+
+
+class Store(abc.ABC):
+    """A storage backend: the six repositories over one database."""
+
+    users: UserRepository
+    sessions: SessionRepository
+    otps: OtpRepository
+    reset_tokens: ResetTokenRepository
+    rate_limits: RateLimitRepository
+    audit: AuditRepository
+
+    def create_schema(self) -> None:  # noqa: B027 - optional hook
+        """Create tables, collections or indexes. Idempotent. Default: nothing to do."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Default: nothing to do."""
+
+
+@attrs.frozen
+class OutgoingMessage:
+    """A rendered e-mail. ``kind`` names the template (``otp``, ``password_reset``...)."""
+
+    to: str
+    subject: str
+    text: str = attrs.field(repr=False)
+    html: str | None = attrs.field(repr=False, default=None)
+    kind: str = "notice"
+    data: dict[str, Any] = attrs.field(repr=False, factory=dict)
+
+
+class Mailer(abc.ABC):
+    """Delivers messages. Raises ``DeliveryFailed`` (and nothing else) on failure."""
+
+    @abc.abstractmethod
+    def send(self, message: OutgoingMessage) -> None:
+        """Deliver ``message`` or raise ``DeliveryFailed``."""

@@ -1,0 +1,129 @@
+"""``auth.user``, ``auth.sessions`` and ``auth.audit``: administration."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from .errors import SessionNotFound, UserNotFound, ValidationError
+from .kernel import Kernel
+from .models import AuditEvent, AuditEventType, RequestContext, Session, User
+
+__all__ = ["UserService", "SessionService", "AuditService"]
+
+
+class UserService:
+    def __init__(self, k: Kernel) -> None:
+        self._k = k
+
+    def get_by_id(self, user_id: str) -> User:
+        user = self._k.store.users.get(self._k.identifier(user_id, "user_id"))
+        if user is None:
+            raise UserNotFound()
+        return user
+
+    def get_by_email(self, email: str) -> User | None:
+        return self._k.store.users.get_by_email(self._k.email(email))
+
+    def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        if not (isinstance(limit, int) and isinstance(offset, int)) or not 1 <= limit <= 1000 or offset < 0:
+            raise ValidationError("limit must be 1..1000 and offset non-negative.", field="limit")
+        return self._k.store.users.list(limit=limit, offset=offset)
+
+    def block(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        """Block the user and revoke every session; their access tokens fail at once. Idempotent."""
+        k = self._k
+        ctx = k.context(context)
+        user = self.get_by_id(user_id)
+        now = k.now()
+        k.store.users.set_blocked(user.id, True, now)
+        k.store.sessions.revoke_all_for_user(user.id, now, "blocked")
+        k.auditor.record(AuditEventType.ACCOUNT_BLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+    def unblock(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        """Allow login again; old sessions stay revoked. Idempotent."""
+        k = self._k
+        ctx = k.context(context)
+        user = self.get_by_id(user_id)
+        now = k.now()
+        k.store.users.set_blocked(user.id, False, now)
+        k.auditor.record(AuditEventType.ACCOUNT_UNBLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+    def mark_email_verified(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        k = self._k
+        ctx = k.context(context)
+        user = self.get_by_id(user_id)
+        now = k.now()
+        k.store.users.set_email_verified(user.id, now)
+        k.auditor.record(AuditEventType.EMAIL_VERIFIED, now, ctx, user_id=user.id, email=user.email)
+
+
+class SessionService:
+    def __init__(self, k: Kernel) -> None:
+        self._k = k
+
+    def list(self, user_id: str, *, include_inactive: bool = False) -> list[Session]:
+        uid = self._k.identifier(user_id, "user_id")
+        return self._k.store.sessions.list_for_user(uid, now=self._k.now(), include_inactive=include_inactive)
+
+    def get(self, session_id: str) -> Session:
+        session = self._k.store.sessions.get(self._k.identifier(session_id, "session_id"))
+        if session is None:
+            raise SessionNotFound()
+        return session
+
+    def revoke(self, session_id: str, *, context: RequestContext | None = None) -> bool:
+        """Revoke one session; ``True`` if it was live. Unknown ids raise ``SessionNotFound``."""
+        k = self._k
+        ctx = k.context(context)
+        session = self.get(session_id)
+        now = k.now()
+        revoked = k.store.sessions.revoke(session.id, now, "revoked")
+        if revoked:
+            k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=session.user_id, session_id=session.id)
+        return revoked
+
+    def revoke_all(self, user_id: str, *, context: RequestContext | None = None) -> int:
+        k = self._k
+        ctx = k.context(context)
+        uid = k.identifier(user_id, "user_id")
+        now = k.now()
+        count = k.store.sessions.revoke_all_for_user(uid, now, "revoked")
+        if count:
+            k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=uid, reason=f"all:{count}")
+        return count
+
+
+class AuditService:
+    def __init__(self, k: Kernel) -> None:
+        self._k = k
+
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        types: Sequence[AuditEventType | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        """Audit events, oldest first."""
+        k = self._k
+        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+            raise ValidationError("limit must be 1..10000.", field="limit")
+        try:
+            kinds = [AuditEventType(t) for t in types] if types is not None else None
+        except ValueError:
+            raise ValidationError("Unknown audit event type.", field="types") from None
+        for bound in (since, until):
+            if bound is not None and (not isinstance(bound, datetime) or bound.tzinfo is None):
+                raise ValidationError("since/until must be timezone-aware datetimes.", field="since")
+        return k.store.audit.query(
+            user_id=k.identifier(user_id, "user_id") if user_id is not None else None,
+            email=k.email(email) if email is not None else None,
+            types=kinds,
+            since=since,
+            until=until,
+            limit=limit,
+        )
