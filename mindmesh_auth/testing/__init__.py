@@ -1,0 +1,23 @@
+"""Test helpers and the shared storage contract suite (public, stable API).
+
+- :class:`StoreContract`: the pytest suite every storage backend passes.
+  Bind it with a ``Test...`` subclass that overrides the ``store`` fixture.
+- :class:`FakeClock`, :class:`SeededRandomness`: control time and secrets.
+- :class:`Outbox`: an in-memory mailer that lets tests read codes and tokens.
+- :func:`test_config`: an :class:`AuthConfig` with fast bcrypt for tests.
+"""
+
+from ..adapters.mail import Outbox
+from .clock import FakeClock, SeededRandomness
+from .config import test_config
+
+__all__ = ["FakeClock", "Outbox", "SeededRandomness", "StoreContract", "test_config"]
+
+
+def __getattr__(name: str) -> object:
+    # The suite imports pytest; load it only when asked for.
+    if name == "StoreContract":
+        from .contract import StoreContract
+
+        return StoreContract
+    raise AttributeError(name)
