@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from .context import ip_bucket
 from .crypto import new_id, random_token
 from .errors import (
     DuplicateKeyError,
@@ -30,10 +31,9 @@ from .models import (
     TokenPair,
     User,
 )
-from .context import ip_bucket
 from .otp import OtpEngine
 
-__all__ = ["AuthService", "REFRESH_TOKEN_LENGTH"]
+__all__ = ["REFRESH_TOKEN_LENGTH", "AuthService"]
 
 REFRESH_TOKEN_BYTES = 96
 REFRESH_TOKEN_LENGTH = 128  # characters, as in the npm package

@@ -11,7 +11,7 @@ import attrs
 
 from .errors import ConfigurationError
 
-__all__ = ["AuthConfig", "Limit", "MIN_SECRET_LENGTH"]
+__all__ = ["MIN_SECRET_LENGTH", "AuthConfig", "Limit"]
 
 MIN_SECRET_LENGTH = 32
 _PLACEHOLDERS = {

@@ -8,10 +8,11 @@ import ipaddress
 from .errors import ValidationError
 from .models import RequestContext
 
-__all__ = ["current_context", "set_context", "resolve_context", "normalize_ip", "ip_bucket"]
+__all__ = ["current_context", "ip_bucket", "normalize_ip", "resolve_context", "set_context"]
 
 _CONTEXT: contextvars.ContextVar[RequestContext] = contextvars.ContextVar(
-    "mindmesh_auth_context", default=RequestContext()
+    "mindmesh_auth_context",
+    default=RequestContext(),  # noqa: B039 - frozen, immutable
 )
 _MAX_UA = 512
 

@@ -9,7 +9,7 @@ import uuid
 
 from .ports import Randomness
 
-__all__ = ["KeyRing", "constant_time_equals", "random_token", "new_id", "random_digits"]
+__all__ = ["KeyRing", "constant_time_equals", "new_id", "random_digits", "random_token"]
 
 
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:

@@ -19,7 +19,7 @@ from .rate_limit import RateLimiter
 from .templates import MessageTemplates
 from .tokens import AccessTokenCodec
 
-__all__ = ["Kernel", "EmailCanonicalizer"]
+__all__ = ["EmailCanonicalizer", "Kernel"]
 
 EmailCanonicalizer = Callable[[str], str]
 """Validates an address and returns its canonical form; raises ``InvalidEmail``."""

@@ -15,19 +15,19 @@ from typing import Any
 import attrs
 
 __all__ = [
-    "User",
-    "Session",
-    "SessionWithUser",
-    "RetiredRefreshToken",
-    "OtpChallenge",
-    "ResetToken",
+    "CORE_USER_FIELDS",
     "AuditEvent",
     "AuditEventType",
-    "RequestContext",
     "LoginChallenge",
-    "TokenPair",
     "LoginResult",
-    "CORE_USER_FIELDS",
+    "OtpChallenge",
+    "RequestContext",
+    "ResetToken",
+    "RetiredRefreshToken",
+    "Session",
+    "SessionWithUser",
+    "TokenPair",
+    "User",
 ]
 
 
@@ -140,7 +140,7 @@ class ResetToken:
     consumed_at: datetime | None = None
 
 
-class AuditEventType(str, enum.Enum):
+class AuditEventType(enum.StrEnum):
     LOGIN_SUCCESS = "LOGIN_SUCCESS"
     LOGIN_FAILED = "LOGIN_FAILED"
     OTP_SENT = "OTP_SENT"
@@ -160,9 +160,6 @@ class AuditEventType(str, enum.Enum):
     SESSION_REVOKED = "SESSION_REVOKED"
     REFRESH_REUSE_DETECTED = "REFRESH_REUSE_DETECTED"
     RATE_LIMITED = "RATE_LIMITED"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @attrs.frozen

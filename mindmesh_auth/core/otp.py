@@ -11,7 +11,7 @@ from .errors import DeliveryFailed, RateLimited, ValidationError
 from .kernel import Kernel
 from .models import AuditEventType, OtpChallenge, RequestContext, User
 
-__all__ = ["OtpService", "OtpEngine"]
+__all__ = ["OtpEngine", "OtpService"]
 
 _CODE = re.compile(r"[0-9]{6}")
 CODE_DIGITS = 6

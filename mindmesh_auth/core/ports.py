@@ -30,18 +30,18 @@ from .models import (
 )
 
 __all__ = [
-    "Clock",
-    "Randomness",
-    "UserRepository",
-    "SessionRepository",
-    "OtpRepository",
-    "ResetTokenRepository",
-    "RateLimitRepository",
     "AuditRepository",
-    "Store",
-    "Mailer",
-    "OutgoingMessage",
+    "Clock",
     "CounterState",
+    "Mailer",
+    "OtpRepository",
+    "OutgoingMessage",
+    "Randomness",
+    "RateLimitRepository",
+    "ResetTokenRepository",
+    "SessionRepository",
+    "Store",
+    "UserRepository",
 ]
 
 

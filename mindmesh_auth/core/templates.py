@@ -15,7 +15,7 @@ import attrs
 
 from .ports import OutgoingMessage
 
-__all__ = ["MessageTemplate", "MessageTemplates", "DEFAULT_TEMPLATES"]
+__all__ = ["DEFAULT_TEMPLATES", "MessageTemplate", "MessageTemplates"]
 
 
 @attrs.frozen

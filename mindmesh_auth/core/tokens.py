@@ -91,13 +91,13 @@ class AccessTokenCodec:
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise InvalidToken()
         try:
-            if len(self._keys) == 1:
-                kid, key = self._kid, self._secret
-            else:
+            kid: object = self._kid
+            key: str | None = self._secret
+            if len(self._keys) > 1:
                 kid = jwt.get_unverified_header(token).get("kid")
                 key = self._keys.get(kid) if isinstance(kid, str) else None
-                if key is None:
-                    raise InvalidToken()
+            if key is None:
+                raise InvalidToken()
             complete = jwt.decode_complete(
                 token,
                 key,

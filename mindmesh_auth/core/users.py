@@ -9,7 +9,7 @@ from .errors import SessionNotFound, UserNotFound, ValidationError
 from .kernel import Kernel
 from .models import AuditEvent, AuditEventType, RequestContext, Session, User
 
-__all__ = ["UserService", "SessionService", "AuditService"]
+__all__ = ["AuditService", "SessionService", "UserService"]
 
 
 class UserService:

@@ -303,10 +303,22 @@ def test_wrong_password_fails_without_leaking_it(starttls_server: Server, client
     assert starttls_server.recorder.messages == []
 
 
-def test_recipient_refused(plain_server: Server) -> None:
+def test_starttls_is_never_downgraded(plain_server: Server) -> None:
+    # The server offers no STARTTLS: the mailer must fail, not send in clear.
+    mailer = SmtpMailer("127.0.0.1", plain_server.port, sender=SENDER, user=USER, password=PASSWORD, timeout=10.0)
+    with pytest.raises(DeliveryFailed):
+        mailer.send(otp_message())
+    assert plain_server.recorder.messages == []
+
+
+def test_recipient_refused(plain_server: Server, caplog: pytest.LogCaptureFixture) -> None:
     plain_server.recorder.refuse_rcpt = True
-    with pytest.raises(DeliveryFailed) as info:
+    with caplog.at_level("DEBUG"), pytest.raises(DeliveryFailed) as info:
         plain_mailer(plain_server).send(otp_message())
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("mindmesh_auth"))
+    assert SERVER_SECRET_TEXT not in ours
+    assert "123456" not in ours
+    assert "stage=rcpt, code=550" in ours  # refused at RCPT, not earlier
     assert SERVER_SECRET_TEXT not in str(info.value)
     assert "550" not in str(info.value)
     assert info.value.__cause__ is None and info.value.__context__ is None
@@ -333,8 +345,7 @@ def test_no_server_listening_fails_quickly() -> None:
     ],
 )
 def test_header_injection_is_rejected_before_connecting(to: str, subject: str) -> None:
-    # Port 9 on loopback: if the mailer tried to connect it would still fail, so check
-    # that nothing reached a real server instead.
+    # A live server is there, so a mailer that did connect would deliver: nothing must arrive.
     controller, server = start_server()
     try:
         with pytest.raises(DeliveryFailed):
