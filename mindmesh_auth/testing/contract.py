@@ -55,7 +55,9 @@ from .config import test_config
 __all__ = ["StoreContract"]
 
 T = TypeVar("T")
-T0 = datetime(2026, 3, 1, 9, 30, 15, 123000, tzinfo=timezone.utc)
+# Far in the future, so a backend's own expiry machinery (MongoDB TTL indexes run
+# against the wall clock) never deletes the suite's rows behind the fake clock.
+T0 = datetime(2099, 3, 1, 9, 30, 15, 123000, tzinfo=timezone.utc)
 PASSWORD = "correct horse battery"
 
 

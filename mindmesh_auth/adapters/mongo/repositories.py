@@ -1,0 +1,637 @@
+"""The six repositories over MongoDB collections.
+
+Every rule the ports mark *atomic* is one single-document operation with its
+guard in the filter (``find_one_and_update``, ``update_one`` +
+``modified_count``, ``replace_one`` with ``upsert``). Nothing reads a document
+in Python and then writes it back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any
+
+import bson
+import bson.errors
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.collection import Collection
+from pymongo.errors import DuplicateKeyError as DriverDuplicateKeyError
+
+from ...core.errors import StorageError, ValidationError
+from ...core.models import (
+    CORE_USER_FIELDS,
+    AuditEvent,
+    AuditEventType,
+    OtpChallenge,
+    ResetToken,
+    RetiredRefreshToken,
+    Session,
+    SessionWithUser,
+    User,
+)
+from ...core.ports import (
+    AuditRepository,
+    CounterState,
+    OtpRepository,
+    RateLimitRepository,
+    ResetTokenRepository,
+    SessionRepository,
+    UserRepository,
+)
+from ._common import from_db, integer, optional_text, optional_to_db, storage_op, text, to_db
+
+__all__ = [
+    "MongoAudit",
+    "MongoOtps",
+    "MongoRateLimits",
+    "MongoResetTokens",
+    "MongoSessions",
+    "MongoUsers",
+]
+
+Doc = dict[str, Any]
+_HIT_ATTEMPTS = 8  # rate-limit hit: bounded retries of the find/restart/insert loop
+
+
+class _Repo:
+    def __init__(self, serial: AbstractContextManager[Any]) -> None:
+        self._serial = serial
+
+
+# -- users -------------------------------------------------------------------
+_USER_KEYS = frozenset({"_id", "email", "password_hash", "created_at", "updated_at", "email_verified", "blocked"})
+
+
+def _check_profile_key(key: object) -> str:
+    if (
+        type(key) is not str
+        or not key
+        or key.startswith("$")
+        or "." in key
+        or "\x00" in key
+        or key in CORE_USER_FIELDS
+        or key in _USER_KEYS
+    ):
+        raise ValidationError("A profile field name cannot be stored.", field="profile")
+    return key
+
+
+def _user_doc(user: User) -> Doc:
+    if not isinstance(user, User):
+        raise ValidationError("user must be a User.", field="user")
+    profile = {_check_profile_key(k): v for k, v in user.profile.items()}
+    try:
+        bson.encode(profile)  # the values must be BSON-encodable; fail before writing
+    except (bson.errors.InvalidDocument, OverflowError, TypeError):
+        raise ValidationError("A profile value cannot be stored.", field="profile") from None
+    return {
+        **profile,
+        "_id": text(user.id, "user_id"),
+        "email": text(user.email, "email"),
+        "password_hash": text(user.password_hash, "password_hash"),
+        "created_at": to_db(user.created_at, "created_at"),
+        "updated_at": to_db(user.updated_at, "updated_at"),
+        "email_verified": bool(user.email_verified),
+        "blocked": bool(user.blocked),
+    }
+
+
+def _user(doc: Mapping[str, Any]) -> User:
+    profile = {k: from_db(v) for k, v in doc.items() if k not in _USER_KEYS}
+    return User(
+        id=doc["_id"],
+        email=doc["email"],
+        password_hash=doc["password_hash"],
+        created_at=from_db(doc["created_at"]),
+        updated_at=from_db(doc["updated_at"]),
+        email_verified=bool(doc.get("email_verified", False)),
+        blocked=bool(doc.get("blocked", False)),
+        profile=profile,
+    )
+
+
+class MongoUsers(_Repo, UserRepository):
+    """``_id`` is the user id; every extra key of the document is a profile field."""
+
+    def __init__(self, serial: AbstractContextManager[Any], users: Collection[Doc]) -> None:
+        super().__init__(serial)
+        self._c = users
+
+    @storage_op
+    def add(self, user: User) -> User:
+        doc = _user_doc(user)
+        self._c.insert_one(doc)  # unique _id and unique email: DuplicateKeyError
+        return _user(doc)
+
+    @storage_op
+    def get(self, user_id: str) -> User | None:
+        doc = self._c.find_one({"_id": text(user_id, "user_id")})
+        return _user(doc) if doc else None
+
+    @storage_op
+    def get_by_email(self, email: str) -> User | None:
+        doc = self._c.find_one({"email": text(email, "email")})
+        return _user(doc) if doc else None
+
+    def _set(self, user_id: str, changes: Doc) -> bool:
+        return self._c.update_one({"_id": text(user_id, "user_id")}, {"$set": changes}).matched_count == 1
+
+    @storage_op
+    def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
+        changes = {"password_hash": text(password_hash, "password_hash"), "updated_at": to_db(now, "now")}
+        return self._set(user_id, changes)
+
+    @storage_op
+    def set_blocked(self, user_id: str, blocked: bool, now: datetime) -> bool:
+        if type(blocked) is not bool:
+            raise ValidationError("blocked must be a bool.", field="blocked")
+        return self._set(user_id, {"blocked": blocked, "updated_at": to_db(now, "now")})
+
+    @storage_op
+    def set_email_verified(self, user_id: str, now: datetime) -> bool:
+        return self._set(user_id, {"email_verified": True, "updated_at": to_db(now, "now")})
+
+    @storage_op
+    def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        limit, offset = integer(limit, "limit"), integer(offset, "offset")
+        if limit <= 0 or offset < 0:
+            return []  # Mongo reads limit(0) as "no limit"
+        cursor = self._c.find({}).sort([("created_at", ASCENDING), ("_id", ASCENDING)]).skip(offset).limit(limit)
+        return [_user(d) for d in cursor]
+
+
+# -- sessions ------------------------------------------------------------------
+def _session(doc: Mapping[str, Any]) -> Session:
+    return Session(
+        id=doc["_id"],
+        user_id=doc["user_id"],
+        refresh_hash=doc["refresh_hash"],
+        created_at=from_db(doc["created_at"]),
+        expires_at=from_db(doc["expires_at"]),
+        last_active_at=from_db(doc["last_active_at"]),
+        revoked_at=from_db(doc.get("revoked_at")),
+        revoke_reason=doc.get("revoke_reason"),
+        ip_address=doc.get("ip_address"),
+        user_agent=doc.get("user_agent"),
+    )
+
+
+def _retired(doc: Mapping[str, Any]) -> RetiredRefreshToken:
+    return RetiredRefreshToken(
+        token_hash=doc["_id"],
+        session_id=doc["session_id"],
+        rotated_at=from_db(doc["rotated_at"]),
+        expires_at=from_db(doc["expires_at"]),
+    )
+
+
+class MongoSessions(_Repo, SessionRepository):
+    """Sessions (``_id`` = session id) and retired refresh hashes (``_id`` = the hash).
+
+    ``rotate`` is a compare-and-swap on the session document that also records
+    ``previous_hash``/``previous_rotated_at`` in the SAME document; the retired
+    record is written right after (idempotent upsert). ``get_retired`` reads the
+    retired collection and falls back to ``previous_hash``, so a concurrent
+    loser, or a crash between the two writes, never hides the latest rotation.
+    """
+
+    def __init__(
+        self,
+        serial: AbstractContextManager[Any],
+        sessions: Collection[Doc],
+        retired: Collection[Doc],
+        users: Collection[Doc],
+    ) -> None:
+        super().__init__(serial)
+        self._c = sessions
+        self._retired = retired
+        self._users = users
+
+    @storage_op
+    def add(self, session: Session) -> None:
+        if not isinstance(session, Session):
+            raise ValidationError("session must be a Session.", field="session")
+        self._c.insert_one(
+            {
+                "_id": text(session.id, "session_id"),
+                "user_id": text(session.user_id, "user_id"),
+                "refresh_hash": text(session.refresh_hash, "refresh_hash"),
+                "created_at": to_db(session.created_at, "created_at"),
+                "expires_at": to_db(session.expires_at, "expires_at"),
+                "last_active_at": to_db(session.last_active_at, "last_active_at"),
+                "revoked_at": optional_to_db(session.revoked_at, "revoked_at"),
+                "revoke_reason": optional_text(session.revoke_reason, "revoke_reason"),
+                "ip_address": optional_text(session.ip_address, "ip_address"),
+                "user_agent": optional_text(session.user_agent, "user_agent"),
+            }
+        )
+
+    @storage_op
+    def get(self, session_id: str) -> Session | None:
+        doc = self._c.find_one({"_id": text(session_id, "session_id")})
+        return _session(doc) if doc else None
+
+    @storage_op
+    def get_with_user(self, session_id: str) -> SessionWithUser | None:
+        pipeline: list[Doc] = [
+            {"$match": {"_id": text(session_id, "session_id")}},
+            {"$limit": 1},
+            {"$lookup": {"from": self._users.name, "localField": "user_id", "foreignField": "_id", "as": "user"}},
+        ]
+        for doc in self._c.aggregate(pipeline):
+            users = doc.get("user") or []
+            if not users:
+                return None
+            return SessionWithUser(_session(doc), _user(users[0]))
+        return None
+
+    @storage_op
+    def get_by_refresh_hash(self, refresh_hash: str) -> Session | None:
+        doc = self._c.find_one({"refresh_hash": text(refresh_hash, "refresh_hash")})
+        return _session(doc) if doc else None
+
+    @storage_op
+    def rotate(self, session_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
+        sid, old, new = text(session_id, "session_id"), text(old_hash, "old_hash"), text(new_hash, "new_hash")
+        when = to_db(now, "now")
+        # 1. The compare-and-swap: exactly one caller matches this filter.
+        before = self._c.find_one_and_update(
+            {"_id": sid, "refresh_hash": old, "revoked_at": None, "expires_at": {"$gt": when}},
+            {
+                "$set": {
+                    "refresh_hash": new,
+                    "last_active_at": when,
+                    "previous_hash": old,
+                    "previous_rotated_at": when,
+                }
+            },
+            projection={"expires_at": True},
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is None:
+            return False
+        # 2. The history record: an idempotent upsert keyed by the hash.
+        self._retired.update_one(
+            {"_id": old},
+            {"$setOnInsert": {"session_id": sid, "rotated_at": when, "expires_at": before["expires_at"]}},
+            upsert=True,
+        )
+        return True
+
+    @storage_op
+    def get_retired(self, token_hash: str) -> RetiredRefreshToken | None:
+        h = text(token_hash, "token_hash")
+        doc = self._retired.find_one({"_id": h})
+        if doc:
+            return _retired(doc)
+        # The latest rotation is also on the session itself (written by the CAS).
+        session = self._c.find_one({"previous_hash": h}, projection={"previous_rotated_at": True, "expires_at": True})
+        if session is None:
+            return None
+        return RetiredRefreshToken(
+            token_hash=h,
+            session_id=session["_id"],
+            rotated_at=from_db(session["previous_rotated_at"]),
+            expires_at=from_db(session["expires_at"]),
+        )
+
+    @storage_op
+    def revoke(self, session_id: str, now: datetime, reason: str) -> bool:
+        result = self._c.update_one(
+            {"_id": text(session_id, "session_id"), "revoked_at": None},
+            {"$set": {"revoked_at": to_db(now, "now"), "revoke_reason": text(reason, "reason")}},
+        )
+        return result.modified_count == 1
+
+    @storage_op
+    def revoke_all_for_user(self, user_id: str, now: datetime, reason: str) -> int:
+        result = self._c.update_many(
+            {"user_id": text(user_id, "user_id"), "revoked_at": None},
+            {"$set": {"revoked_at": to_db(now, "now"), "revoke_reason": text(reason, "reason")}},
+        )
+        return int(result.modified_count)
+
+    @storage_op
+    def list_for_user(self, user_id: str, *, now: datetime, include_inactive: bool = False) -> list[Session]:
+        query: Doc = {"user_id": text(user_id, "user_id")}
+        when = to_db(now, "now")
+        if not include_inactive:
+            query.update({"revoked_at": None, "expires_at": {"$gt": when}})
+        cursor = self._c.find(query).sort([("created_at", DESCENDING), ("_id", DESCENDING)])
+        return [_session(d) for d in cursor]
+
+    @storage_op
+    def purge_expired(self, now: datetime) -> int:
+        when = to_db(now, "now")
+        count = int(self._c.delete_many({"expires_at": {"$lte": when}}).deleted_count)
+        self._retired.delete_many({"expires_at": {"$lte": when}})
+        return count
+
+
+# -- one-time codes --------------------------------------------------------------
+def _otp(doc: Mapping[str, Any]) -> OtpChallenge:
+    return OtpChallenge(
+        id=doc["id"],
+        email=doc["email"],
+        purpose=doc["purpose"],
+        code_hash=doc["code_hash"],
+        created_at=from_db(doc["created_at"]),
+        expires_at=from_db(doc["expires_at"]),
+        user_id=doc.get("user_id"),
+        attempts=int(doc.get("attempts", 0)),
+        status=doc.get("status", "pending"),
+        consumed_at=from_db(doc.get("consumed_at")),
+    )
+
+
+class MongoOtps(_Repo, OtpRepository):
+    """One document per (email, purpose); the challenge id is the ``id`` field (unique).
+
+    The id cannot be ``_id``: ``put`` replaces the (email, purpose) document in
+    place, and a replacement may not change ``_id``.
+    """
+
+    def __init__(self, serial: AbstractContextManager[Any], otps: Collection[Doc]) -> None:
+        super().__init__(serial)
+        self._c = otps
+
+    @storage_op
+    def put(self, challenge: OtpChallenge) -> None:
+        if not isinstance(challenge, OtpChallenge):
+            raise ValidationError("challenge must be an OtpChallenge.", field="challenge")
+        email, purpose = text(challenge.email, "email"), text(challenge.purpose, "purpose")
+        doc = {
+            "id": text(challenge.id, "challenge_id"),
+            "email": email,
+            "purpose": purpose,
+            "code_hash": text(challenge.code_hash, "code_hash"),
+            "created_at": to_db(challenge.created_at, "created_at"),
+            "expires_at": to_db(challenge.expires_at, "expires_at"),
+            "user_id": optional_text(challenge.user_id, "user_id"),
+            "attempts": integer(challenge.attempts, "attempts"),
+            "status": text(challenge.status, "status"),
+            "consumed_at": optional_to_db(challenge.consumed_at, "consumed_at"),
+        }
+        try:
+            self._c.replace_one({"email": email, "purpose": purpose}, doc, upsert=True)
+        except DriverDuplicateKeyError:
+            # Two upserts raced and both inserted: the loser now finds the winner's document.
+            self._c.replace_one({"email": email, "purpose": purpose}, doc, upsert=True)
+
+    @storage_op
+    def get(self, email: str, purpose: str) -> OtpChallenge | None:
+        doc = self._c.find_one({"email": text(email, "email"), "purpose": text(purpose, "purpose")})
+        return _otp(doc) if doc else None
+
+    @storage_op
+    def mark_sent(self, challenge_id: str) -> bool:
+        result = self._c.update_one({"id": text(challenge_id, "challenge_id"), "status": "pending"}, {"$set": {"status": "sent"}})
+        return result.modified_count == 1
+
+    @storage_op
+    def discard(self, challenge_id: str) -> None:
+        self._c.delete_one({"id": text(challenge_id, "challenge_id")})
+
+    @storage_op
+    def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
+        doc = self._c.find_one_and_update(
+            {
+                "id": text(challenge_id, "challenge_id"),
+                "status": "sent",
+                "consumed_at": None,
+                "expires_at": {"$gt": to_db(now, "now")},
+                "attempts": {"$lt": integer(max_attempts, "max_attempts")},
+            },
+            {"$inc": {"attempts": 1}},
+            projection={"attempts": True},
+            return_document=ReturnDocument.AFTER,
+        )
+        return int(doc["attempts"]) if doc else None
+
+    @storage_op
+    def consume(self, challenge_id: str, now: datetime) -> bool:
+        when = to_db(now, "now")
+        result = self._c.update_one(
+            {"id": text(challenge_id, "challenge_id"), "consumed_at": None, "expires_at": {"$gt": when}},
+            {"$set": {"consumed_at": when}},
+        )
+        return result.modified_count == 1
+
+    @storage_op
+    def purge_expired(self, now: datetime) -> int:
+        result = self._c.delete_many({"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]})
+        return int(result.deleted_count)
+
+
+# -- password reset tokens ----------------------------------------------------------
+def _reset(doc: Mapping[str, Any]) -> ResetToken:
+    return ResetToken(
+        id=doc["id"],
+        user_id=doc["user_id"],
+        token_hash=doc["_id"],
+        created_at=from_db(doc["created_at"]),
+        expires_at=from_db(doc["expires_at"]),
+        consumed_at=from_db(doc.get("consumed_at")),
+    )
+
+
+class MongoResetTokens(_Repo, ResetTokenRepository):
+    """``_id`` is the token hash (so the ``_id_`` index is the unique hash index); ``id`` is a field."""
+
+    def __init__(self, serial: AbstractContextManager[Any], resets: Collection[Doc]) -> None:
+        super().__init__(serial)
+        self._c = resets
+
+    @storage_op
+    def put(self, token: ResetToken) -> None:
+        if not isinstance(token, ResetToken):
+            raise ValidationError("token must be a ResetToken.", field="token")
+        h, uid = text(token.token_hash, "token_hash"), text(token.user_id, "user_id")
+        doc = {
+            "_id": h,
+            "id": text(token.id, "token_id"),
+            "user_id": uid,
+            "created_at": to_db(token.created_at, "created_at"),
+            "expires_at": to_db(token.expires_at, "expires_at"),
+            "consumed_at": optional_to_db(token.consumed_at, "consumed_at"),
+        }
+        # Not atomic by contract: supersede the user's unconsumed tokens, then store this one.
+        self._c.delete_many({"user_id": uid, "consumed_at": None, "_id": {"$ne": h}})
+        self._c.replace_one({"_id": h}, doc, upsert=True)
+
+    @storage_op
+    def get(self, token_hash: str) -> ResetToken | None:
+        doc = self._c.find_one({"_id": text(token_hash, "token_hash")})
+        return _reset(doc) if doc else None
+
+    @storage_op
+    def consume(self, token_hash: str, now: datetime) -> ResetToken | None:
+        when = to_db(now, "now")
+        doc = self._c.find_one_and_update(
+            {"_id": text(token_hash, "token_hash"), "consumed_at": None, "expires_at": {"$gt": when}},
+            {"$set": {"consumed_at": when}},
+            return_document=ReturnDocument.AFTER,
+        )
+        return _reset(doc) if doc else None
+
+    @storage_op
+    def delete_for_user(self, user_id: str) -> int:
+        return int(self._c.delete_many({"user_id": text(user_id, "user_id")}).deleted_count)
+
+    @storage_op
+    def purge_expired(self, now: datetime) -> int:
+        result = self._c.delete_many({"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]})
+        return int(result.deleted_count)
+
+
+# -- rate-limit counters ----------------------------------------------------------------
+def _counter(doc: Mapping[str, Any]) -> CounterState:
+    return CounterState(int(doc["count"]), from_db(doc["expires_at"]))
+
+
+class MongoRateLimits(_Repo, RateLimitRepository):
+    """``_id`` is the counter key."""
+
+    def __init__(self, serial: AbstractContextManager[Any], counters: Collection[Doc]) -> None:
+        super().__init__(serial)
+        self._c = counters
+
+    @storage_op
+    def hit(self, key: str, now: datetime, expires_at: datetime, amount: int = 1) -> CounterState:
+        k, when, until = text(key, "key"), to_db(now, "now"), to_db(expires_at, "expires_at")
+        n = integer(amount, "amount")
+        for _ in range(_HIT_ATTEMPTS):
+            # 1. A live counter grows; its expiry is left alone.
+            doc = self._c.find_one_and_update(
+                {"_id": k, "expires_at": {"$gt": when}}, {"$inc": {"count": n}}, return_document=ReturnDocument.AFTER
+            )
+            if doc:
+                return _counter(doc)
+            # 2. An expired counter restarts (guarded: only while it is still expired).
+            doc = self._c.find_one_and_update(
+                {"_id": k, "expires_at": {"$lte": when}},
+                {"$set": {"count": n, "expires_at": until}},
+                return_document=ReturnDocument.AFTER,
+            )
+            if doc:
+                return _counter(doc)
+            # 3. No counter: create it. A concurrent creator wins the _id; start over.
+            try:
+                self._c.insert_one({"_id": k, "count": n, "expires_at": until})
+            except DriverDuplicateKeyError:
+                continue
+            return CounterState(n, from_db(until))
+        raise StorageError()  # pragma: no cover - only under pathological contention
+
+    @storage_op
+    def get(self, key: str, now: datetime) -> CounterState | None:
+        doc = self._c.find_one({"_id": text(key, "key"), "expires_at": {"$gt": to_db(now, "now")}})
+        return _counter(doc) if doc else None
+
+    @storage_op
+    def reset(self, key: str) -> None:
+        self._c.delete_one({"_id": text(key, "key")})
+
+    @storage_op
+    def purge_expired(self, now: datetime) -> int:
+        return int(self._c.delete_many({"expires_at": {"$lte": to_db(now, "now")}}).deleted_count)
+
+
+# -- audit ----------------------------------------------------------------------------
+_AUDIT_SEQUENCE = "audit"
+
+
+def _event(doc: Mapping[str, Any]) -> AuditEvent:
+    return AuditEvent(
+        type=AuditEventType(doc["type"]),
+        occurred_at=from_db(doc["occurred_at"]),
+        user_id=doc.get("user_id"),
+        email=doc.get("email"),
+        ip_address=doc.get("ip_address"),
+        user_agent=doc.get("user_agent"),
+        session_id=doc.get("session_id"),
+        reason=doc.get("reason"),
+        id=str(doc["_id"]),
+    )
+
+
+class MongoAudit(_Repo, AuditRepository):
+    """``_id`` is a sequence number from an ``$inc`` counter document: the append order."""
+
+    def __init__(self, serial: AbstractContextManager[Any], audit: Collection[Doc], sequences: Collection[Doc]) -> None:
+        super().__init__(serial)
+        self._c = audit
+        self._seq = sequences
+
+    @storage_op
+    def append(self, event: AuditEvent) -> AuditEvent:
+        if not isinstance(event, AuditEvent):
+            raise ValidationError("event must be an AuditEvent.", field="event")
+        doc: Doc = {
+            "type": AuditEventType(event.type).value,
+            "occurred_at": to_db(event.occurred_at, "occurred_at"),
+            "user_id": optional_text(event.user_id, "user_id"),
+            "email": optional_text(event.email, "email"),
+            "ip_address": optional_text(event.ip_address, "ip_address"),
+            "user_agent": optional_text(event.user_agent, "user_agent"),
+            "session_id": optional_text(event.session_id, "session_id"),
+            "reason": optional_text(event.reason, "reason"),
+        }
+        doc["_id"] = self._next_seq()
+        self._c.insert_one(doc)
+        return _event(doc)
+
+    def _next_seq(self) -> int:
+        """The next append sequence number: one atomic ``$inc`` on a counter document."""
+        for _ in range(2):  # the very first upsert can race another; the loser retries once
+            try:
+                counter = self._seq.find_one_and_update(
+                    {"_id": _AUDIT_SEQUENCE}, {"$inc": {"value": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+                )
+            except DriverDuplicateKeyError:
+                continue
+            if counter is not None:
+                return int(counter["value"])
+        raise StorageError()  # pragma: no cover
+
+    @storage_op
+    def query(
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        types: Sequence[AuditEventType] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        query: Doc = {}
+        if user_id is not None:
+            query["user_id"] = text(user_id, "user_id")
+        if email is not None:
+            query["email"] = text(email, "email")
+        if types is not None:
+            if isinstance(types, (str, bytes, Mapping)):
+                raise ValidationError("types must be a sequence of event types.", field="types")
+            try:
+                query["type"] = {"$in": [AuditEventType(t).value for t in types]}
+            except (ValueError, TypeError):
+                raise ValidationError("Unknown audit event type.", field="types") from None
+        bounds: Doc = {}
+        if since is not None:
+            bounds["$gte"] = to_db(since, "since")
+        if until is not None:
+            bounds["$lt"] = to_db(until, "until")
+        if bounds:
+            query["occurred_at"] = bounds
+        n = integer(limit, "limit")
+        if n <= 0:
+            return []  # Mongo reads limit(0) as "no limit"
+        cursor = self._c.find(query).sort([("occurred_at", ASCENDING), ("_id", ASCENDING)]).limit(n)
+        return [_event(d) for d in cursor]
+
+    @storage_op
+    def purge_before(self, cutoff: datetime) -> int:
+        return int(self._c.delete_many({"occurred_at": {"$lt": to_db(cutoff, "cutoff")}}).deleted_count)
