@@ -18,7 +18,7 @@ from .core.errors import AuthError
 from .core.ports import OutgoingMessage
 from .facade import MindmeshAuth
 
-__all__ = ["run_demo", "main"]
+__all__ = ["main", "run_demo"]
 
 
 class _ShowingOutbox(Outbox):

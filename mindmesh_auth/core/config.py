@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from datetime import timedelta
@@ -123,6 +124,8 @@ class AuthConfig:
             raise ConfigurationError("Token lifetimes must be positive.", variable="SESSION_DAYS")
         if "login" not in self.otp_purposes:
             raise ConfigurationError('otp_purposes must include "login".', variable="otp_purposes")
+        if not 1 <= self.smtp_port <= 65535:
+            raise ConfigurationError("SMTP_PORT must be between 1 and 65535.", variable="SMTP_PORT")
         if self.smtp_security not in ("starttls", "tls", "none"):
             raise ConfigurationError(
                 'SMTP_SECURITY must be "starttls", "tls" or "none".', variable="SMTP_SECURITY"
@@ -174,8 +177,8 @@ class AuthConfig:
                 result = kind(value)
             except ValueError:
                 raise ConfigurationError(f"{name} must be a number.", variable=name) from None
-            if result < 0:
-                raise ConfigurationError(f"{name} must not be negative.", variable=name)
+            if not math.isfinite(result) or not 0 <= result <= 1_000_000:
+                raise ConfigurationError(f"{name} must be a number between 0 and 1000000.", variable=name)
             return result
 
         kw["jwt_secret"] = text("AUTH_JWT_SECRET") or ""

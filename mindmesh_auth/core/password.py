@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+from .context import ip_bucket
 from .crypto import new_id, random_token
 from .errors import DeliveryFailed, InvalidPassword, InvalidResetToken, RateLimited, UserNotFound
 from .kernel import Kernel
@@ -33,7 +34,7 @@ class PasswordService:
         now = k.now()
         try:
             if ctx.ip_address:
-                k.limiter.consume(f"reset-ip:{ctx.ip_address}", k.config.reset_ip_limit, now)
+                k.limiter.consume(f"reset-ip:{ip_bucket(ctx.ip_address)}", k.config.reset_ip_limit, now)
             k.limiter.consume(f"reset:{canonical}", k.config.reset_email_limit, now)
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="password_reset")

@@ -39,7 +39,7 @@ def test_whole_flow_through_the_async_facade() -> None:
 
 def test_many_concurrent_logins_complete_while_the_loop_stays_responsive() -> None:
     async def scenario() -> tuple[int, float, int]:
-        auth, outbox = make(rounds=10)  # real bcrypt work, ~50 ms per check
+        auth, _ = make(rounds=10)  # real bcrypt work, ~50 ms per check
         users = [f"user{i}@example.com" for i in range(16)]
         for email in users:
             await auth.auth.register(email, PASSWORD)
