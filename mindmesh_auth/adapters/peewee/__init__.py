@@ -1,0 +1,7 @@
+"""SQL storage over the app's own Peewee database (SQLite, PostgreSQL, MySQL/MariaDB)."""
+
+from .errors import translate_errors
+from .models import BaseUserModel, BinaryCharField, EpochMillisField, UserModel
+from .store import PeeweeStore
+
+__all__ = ["BaseUserModel", "BinaryCharField", "EpochMillisField", "PeeweeStore", "UserModel", "translate_errors"]
