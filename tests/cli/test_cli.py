@@ -1,0 +1,317 @@
+"""The ``mindmesh-auth`` command line, run as a real subprocess (``python -m mindmesh_auth``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("click")
+pytest.importorskip("peewee")
+
+from mindmesh_auth import AuthConfig, MindmeshAuth
+from mindmesh_auth.testing import Outbox
+
+JWT_SECRET = "j" * 20 + "0123456789abcdefghij"  # 40 characters
+REFRESH_SECRET = "r" * 20 + "0123456789abcdefghij"
+PASSWORD = "correct horse battery staple"
+
+_DROP = ("AUTH_", "DATABASE_URL", "SMTP_", "OTP_", "SESSION_DAYS", "ACCESS_TOKEN_MINUTES", "MINDMESH_AUTH_DEBUG")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
+    env.update(AUTH_JWT_SECRET=JWT_SECRET, AUTH_REFRESH_SECRET=REFRESH_SECRET, AUTH_BCRYPT_ROUNDS="4")
+    env.update(extra)
+    return env
+
+
+class Cli:
+    """Runs ``python -m mindmesh_auth --database-url sqlite:///... ARGS`` in a clean folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.url = f"sqlite:///{folder}/auth.db"
+        self.runs = 0
+
+    def __call__(
+        self, *args: str, input: str | None = None, env: dict[str, str] | None = None, db: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        self.runs += 1
+        argv = [sys.executable, "-m", "mindmesh_auth", *(["--database-url", self.url] if db else []), *args]
+        return subprocess.run(
+            argv,
+            input=input if input is not None else "",
+            capture_output=True,
+            text=True,
+            env=env if env is not None else _env(),
+            cwd=self.folder,  # no stray .env file
+            timeout=60,
+        )
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        proc = self(*args, input=input)
+        assert proc.returncode == 0, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        return proc.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def fails(self, *args: str, code: int = 1, input: str | None = None, env: dict[str, str] | None = None) -> str:
+        proc = self(*args, input=input, env=env)
+        assert proc.returncode == code, (args, proc.returncode, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1, proc.stderr
+        return lines[0]
+
+    def create_user(self, email: str, *extra: str) -> str:
+        out = self.ok("users", "create", email, "--password-stdin", *extra, input=PASSWORD + "\n")
+        user_id = out.strip()
+        assert re.fullmatch(r"\S+", user_id), out
+        return user_id
+
+    def api(self) -> tuple[MindmeshAuth, Outbox]:
+        """The Python API on the same SQLite file (to make sessions)."""
+        outbox = Outbox()
+        config = AuthConfig(jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, bcrypt_rounds=4)
+        return MindmeshAuth(store=self.url, mailer=outbox, config=config), outbox
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    runner = Cli(tmp_path_factory.mktemp("cli"))
+    first = runner.ok("init")
+    second = runner("init", db=False, env=_env(DATABASE_URL=runner.url))  # idempotent; URL from the environment
+    assert first.count("\n") == 1 and "schema ready" in first and runner.url in first
+    assert second.returncode == 0 and second.stdout == first, second.stderr
+    yield runner
+    assert runner.runs <= 40  # each start costs ~0.3 s: group assertions instead of adding runs
+
+
+def _login(cli: Cli, email: str, times: int = 1) -> list[str]:
+    auth, outbox = cli.api()
+    try:
+        sessions = []
+        for _ in range(times):
+            auth.auth.login(email, PASSWORD)
+            sessions.append(auth.auth.verify_otp(email, outbox.last_code(email), "login").session_id)
+        return sessions
+    finally:
+        auth.close()
+
+
+# -- help, usage and configuration errors -------------------------------------
+
+COMMANDS = [
+    "",
+    "init",
+    "purge-expired",
+    "demo",
+    "audit",
+    "users",
+    "users create",
+    "users show",
+    "users list",
+    "users block",
+    "users unblock",
+    "users verify-email",
+    "sessions",
+    "sessions list",
+    "sessions revoke",
+    "sessions revoke-all",
+]
+
+_HELP_LOOP = """
+import sys
+from mindmesh_auth.cli import main
+for line in sys.stdin.read().splitlines():
+    print("@@@ " + line, flush=True)
+    status = main([*line.split(), "--help"])
+    print("@@@ status=%d" % status, flush=True)
+"""
+
+
+def test_help_on_every_command_needs_no_configuration(tmp_path: Path) -> None:
+    env = {k: v for k, v in _env().items() if k not in ("AUTH_JWT_SECRET", "AUTH_REFRESH_SECRET")}
+    # One interpreter walks every command's --help through main(), the console-script entry.
+    proc = subprocess.run(
+        [sys.executable, "-c", _HELP_LOOP], input="\n".join(COMMANDS), capture_output=True, text=True, env=env, cwd=tmp_path
+    )
+    assert proc.returncode == 0 and proc.stderr == "", proc.stderr
+    chunks = proc.stdout.split("@@@ ")[1:]
+    assert len(chunks) == 2 * len(COMMANDS)
+    for command, (head, status) in zip(COMMANDS, zip(chunks[::2], chunks[1::2], strict=True), strict=True):
+        text = head.split("\n", 1)[1]
+        assert status.strip() == "status=0", command
+        assert text.startswith(f"Usage: mindmesh-auth {command}".rstrip()), (command, text)
+        assert "--help" in text and "Traceback" not in text
+    top = chunks[0]
+    for command in ("init", "users", "sessions", "audit", "purge-expired", "demo"):
+        assert f"  {command} " in top
+
+
+def test_usage_and_configuration_errors(cli: Cli) -> None:
+    line = cli.fails("frobnicate", code=2)
+    assert line.startswith("Error: ") and "frobnicate" in line
+
+    no_jwt = {k: v for k, v in _env().items() if k != "AUTH_JWT_SECRET"}
+    line = cli.fails("users", "list", env=no_jwt)
+    assert line.startswith("error: configuration_error:") and "AUTH_JWT_SECRET" in line
+
+    proc = cli("init", db=False)  # no URL anywhere
+    assert proc.returncode == 1 and proc.stderr.startswith("error: configuration_error:")
+    assert "AUTH_DATABASE_URL" in proc.stderr
+
+
+# -- users ----------------------------------------------------------------------
+
+
+def test_users_lifecycle_is_reflected_in_show_json(cli: Cli) -> None:
+    user_id = cli.create_user("ada@example.com")
+    shown = cli.json("users", "show", user_id)
+    assert shown["id"] == user_id and shown["email"] == "ada@example.com"
+    assert shown["blocked"] is False and shown["email_verified"] is False
+    assert "password_hash" not in shown and "$2" not in json.dumps(shown)
+    created = shown["created_at"]
+    assert created.endswith("+00:00")
+
+    assert "verified the email" in cli.ok("users", "verify-email", "ada@example.com")
+    assert cli.ok("users", "block", "ADA@example.com").strip() == f"blocked user {user_id} <ada@example.com>"
+    shown = cli.json("users", "show", "ada@example.com")
+    assert shown["blocked"] is True and shown["email_verified"] is True and shown["created_at"] == created
+
+    assert "unblocked user" in cli.ok("users", "unblock", user_id)
+    text = cli.ok("users", "show", "ada@example.com")
+    assert re.search(r"^email\s+ada@example\.com$", text, re.M)
+    assert re.search(r"^email_verified\s+yes$", text, re.M)
+    assert re.search(r"^blocked\s+no$", text, re.M)
+    assert "$2" not in text and "password" not in text
+
+
+def test_users_create_list_and_errors(cli: Cli) -> None:
+    user_id = cli.create_user("verified@example.com", "--verified")
+    cli.create_user("second@example.com")
+    everyone = cli.json("users", "list", "--limit", "1000")
+    mine = [u for u in everyone if u["id"] == user_id]
+    assert len(mine) == 1 and mine[0]["email_verified"] is True
+    assert len(everyone) >= 2 and all("password_hash" not in u for u in everyone)
+    assert cli.json("users", "list", "--limit", "1", "--offset", "1") == [everyone[1]]
+
+    table = cli.ok("users", "list").splitlines()
+    assert table[0].split() == ["ID", "EMAIL", "VERIFIED", "BLOCKED", "CREATED"]
+    at = table[0].index("EMAIL")  # aligned columns
+    assert all(row[at - 2 : at] == "  " and row[at] != " " for row in table[1:])
+    assert any(row.split()[1:3] == ["verified@example.com", "yes"] for row in table[1:])
+
+    line = cli.fails("users", "create", "verified@example.com", "--password-stdin", input=PASSWORD + "\n")
+    assert line == "error: email_taken: An account with this email already exists."
+    # The default SQL user model has no extra columns: the store refuses the field.
+    line = cli.fails("users", "create", "f@example.com", "--password-stdin", "--field", "nickname=Ada", input=PASSWORD + "\n")
+    assert line.startswith("error: invalid_input:") and "nickname" in line
+    # stdin is a pipe, not a terminal: no prompt on it.
+    line = cli.fails("users", "create", "f@example.com", code=2)
+    assert "--password-stdin" in line
+    assert cli.fails("users", "show", "nobody@example.com") == "error: user_not_found: User not found."
+
+
+# -- sessions -------------------------------------------------------------------
+
+
+def test_sessions_list_and_revoke(cli: Cli) -> None:
+    user_id = cli.create_user("sessions@example.com")
+    first, second, third = _login(cli, "sessions@example.com", times=3)
+
+    table = cli.ok("sessions", "list", "sessions@example.com").splitlines()
+    assert table[0].split()[:2] == ["ID", "STATUS"]
+    assert {first, second, third} <= {row.split()[0] for row in table[1:]}
+    assert all(row.split()[1] == "active" for row in table[1:])
+
+    assert cli.ok("sessions", "revoke", first).strip() == f"revoked session {first}"
+    assert cli.fails("sessions", "revoke", "no-such-session") == "error: session_not_found: Session not found."
+
+    live = cli.json("sessions", "list", user_id)
+    assert {s["id"] for s in live} == {second, third}
+    assert all(s["status"] == "active" and s["revoked_at"] is None for s in live)
+    assert all("refresh_hash" not in s for s in live)
+
+    assert cli.ok("sessions", "revoke-all", "sessions@example.com").strip() == "revoked 2 sessions of sessions@example.com"
+    everything = cli.json("sessions", "list", "sessions@example.com", "--all")
+    assert {s["id"]: s["status"] for s in everything} == {first: "revoked", second: "revoked", third: "revoked"}
+    assert all(s["revoked_at"] and s["revoked_at"].endswith("+00:00") for s in everything)
+
+
+# -- audit ----------------------------------------------------------------------
+
+
+def test_audit_filters(cli: Cli) -> None:
+    user_id = cli.create_user("audit@example.com")
+    cli.ok("users", "block", user_id)
+
+    events = cli.json("audit", "--user", "audit@example.com", "--type", "ACCOUNT_BLOCKED", "--type", "registration_success")
+    assert [e["type"] for e in events] == ["REGISTRATION_SUCCESS", "ACCOUNT_BLOCKED"]
+    assert all(e["user_id"] == user_id for e in events)
+    assert events[1]["user_agent"] == "mindmesh-auth cli"
+    when = events[0]["occurred_at"]
+    assert when.endswith("+00:00")
+
+    # Naive datetimes are UTC; --until is exclusive of later events.
+    by_id = cli.json("audit", "--user", user_id, "--since", when[:-6], "--until", "2999-01-01T00:00:00", "--limit", "1")
+    assert len(by_id) == 1 and by_id[0]["type"] == "REGISTRATION_SUCCESS"
+
+    table = cli.ok("audit", "--user", user_id)
+    header, *rows = table.splitlines()
+    assert header.split()[:3] == ["ID", "TIME", "TYPE"]
+    assert [r.split()[3] for r in rows] == ["REGISTRATION_SUCCESS", "ACCOUNT_BLOCKED"]
+    assert cli.ok("audit", "--since", "2999-01-01").strip() == "no audit events"
+
+    line = cli.fails("audit", "--since", "yesterday", code=2)
+    assert line.startswith("Error: ") and "--since" in line
+
+
+# -- maintenance ------------------------------------------------------------------
+
+
+def test_purge_expired_prints_counts_per_table(cli: Cli) -> None:
+    cli.create_user("purge@example.com")
+    _login(cli, "purge@example.com")
+    proc = cli("purge-expired")
+    assert proc.returncode == 0, proc.stderr
+    assert "purging expired rows" in proc.stderr
+    match = re.fullmatch(
+        r"purged (\d+) expired rows: sessions=(\d+), otp_challenges=(\d+), reset_tokens=(\d+), rate_limits=(\d+)\n",
+        proc.stdout,
+    )
+    assert match, proc.stdout
+    total, *counts = (int(g) for g in match.groups())
+    assert total == sum(counts)
+
+
+def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
+    env = {k: v for k, v in _env().items() if k not in ("AUTH_JWT_SECRET", "AUTH_REFRESH_SECRET")}
+    env["AUTH_DATABASE_URL"] = "sqlite:////nonexistent/never-used.db"  # demo ignores the environment's URL
+    proc = subprocess.run(
+        [sys.executable, "-m", "mindmesh_auth", "demo", "--database-url", f"sqlite:///{tmp_path}/demo.db"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    steps = ["1. register", "2. login", "3. verify the code", "4. get the user", "5. refresh", "6. logout", "audit log"]
+    positions = [out.index(f"== {step}") for step in steps]
+    assert positions == sorted(positions)
+    assert "mail to ada@example.com" in out
+    assert "replaying the old refresh token is refused" in out
+    assert out.rstrip().endswith("demo complete")
+    assert (tmp_path / "demo.db").exists()
