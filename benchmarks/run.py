@@ -19,7 +19,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -73,7 +72,7 @@ def sample(fn: Callable[[], Any], n: int, setup: Callable[[], Any] | None = None
 
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -175,9 +174,9 @@ def raw_postgres(store: Store) -> Any:
 
 
 def raw_mysql(store: Store) -> Any:
-    import pymysql
-
     from urllib.parse import urlsplit
+
+    import pymysql
 
     u = urlsplit(MYSQL_URL)
     conn = pymysql.connect(
@@ -385,7 +384,8 @@ def run_scale(sizes: list[int], rounds: int, tmp: Path, quick: bool) -> dict[str
                 k.codec.encode(user_id=user_of[s], session_id=s, email="x@example.com", now=k.now(), rng=k.rng) for s in picks
             ]
             it = iter(tokens * (1 + (200 if quick else 3000) // len(tokens)))
-            times = sample(lambda: auth.auth.get_user_from_token(next(it)), 200 if quick else 3000)
+            check = auth.auth.get_user_from_token
+            times = sample(lambda check=check, it=it: check(next(it)), 200 if quick else 3000)
             out.setdefault(name, {})[str(size)] = {
                 **summary(times),
                 "fill_seconds": fill_s,
@@ -482,7 +482,8 @@ def print_report(report: dict[str, Any], stream: Any = sys.stdout) -> None:
                 if "skipped" in r:
                     w(f"{name:<10}{size:>10}  skipped: {r['skipped']}\n")
                     continue
-                w(f"{name:<10}{size:>10}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{r['fill_seconds']:>9.1f}  {' | '.join(r['plan'])}\n")
+                plan = " | ".join(r["plan"])
+                w(f"{name:<10}{size:>10}{r['p50_ms']:>10.3f}{r['p99_ms']:>10.3f}{r['fill_seconds']:>9.1f}  {plan}\n")
     if report.get("concurrency"):
         c = report["concurrency"]
         w("\n## concurrency on PostgreSQL (operations per second)\n")

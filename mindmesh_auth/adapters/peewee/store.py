@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -229,6 +230,12 @@ class PeeweeSessions(_Repo, SessionRepository):
             S.user_agent,
         ]
         self._with_user_sql: str | None = None
+        # PostgreSQL: the hot-path join is a server-side prepared statement,
+        # prepared once per connection (planning it costs more than running it).
+        self._pg_statement: str | None = None
+        self._pg_prepare = ""
+        self._pg_execute = ""
+        self._prepared_on = threading.local()
 
     @staticmethod
     def from_row(r: Sequence[Any]) -> Session:
@@ -275,14 +282,33 @@ class PeeweeSessions(_Repo, SessionRepository):
         S, U = self._m.Session, self._m.User  # noqa: N806
         query = S.select(*self._columns, *self._users._columns).join(U, on=(U.id == S.user_id)).where(S.id == "?")
         sql, _params = query.sql()
+        if is_postgres(resolve_database(self._db)):
+            name = "mm_auth_with_user_" + hashlib.sha256(str(sql).encode()).hexdigest()[:16]
+            self._pg_prepare = f"PREPARE {name} (text) AS " + str(sql).replace("%s", "$1")
+            self._pg_execute = f"EXECUTE {name} (%s)"
+            self._pg_statement = name
         self._with_user_sql = str(sql)
         return self._with_user_sql
 
+    def _fetch_prepared(self, session_id: str) -> Any:
+        db = self._db
+        conn = db.connection()
+        if getattr(self._prepared_on, "conn", None) is not conn:
+            found = db.execute_sql("SELECT 1 FROM pg_prepared_statements WHERE name = %s", (self._pg_statement,))
+            if found.fetchone() is None:
+                db.execute_sql(self._pg_prepare)
+            self._prepared_on.conn = conn
+        return db.execute_sql(self._pg_execute, (session_id,)).fetchone()
+
     @_op
     def get_with_user(self, session_id: str) -> SessionWithUser | None:
-        # The hot path: one pre-compiled JOIN, executed with one parameter.
+        # The hot path: one pre-compiled JOIN, executed with one parameter
+        # (a prepared statement on PostgreSQL).
         sql = self._with_user_sql or self._build_with_user_sql()
-        row = self._db.execute_sql(sql, (session_id,)).fetchone()
+        if self._pg_statement is not None:
+            row = self._fetch_prepared(session_id)
+        else:
+            row = self._db.execute_sql(sql, (session_id,)).fetchone()
         if row is None:
             return None
         return SessionWithUser(self.from_row(row), self._users.from_row(row, 10))
