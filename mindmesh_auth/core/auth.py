@@ -28,6 +28,7 @@ from .models import (
     LoginResult,
     RequestContext,
     Session,
+    SessionWithUser,
     TokenPair,
     User,
 )
@@ -159,6 +160,11 @@ class AuthService:
     # -- the hot path ----------------------------------------------------
     def get_user_from_token(self, access_token: str) -> User:
         """The user of a valid access token whose session is live. One storage round trip."""
+        return self.authenticate(access_token).user
+
+    def authenticate(self, access_token: str) -> SessionWithUser:
+        """The live session and user of a valid access token (what ``get_user_from_token``
+        checks, with the session too: for logout or "this device" markers). One round trip."""
         k = self._k
         now = k.clock.now()
         claims = k.codec.decode(access_token, now)
@@ -174,7 +180,7 @@ class AuthService:
             or self._idle(session, now)
         ):
             raise InvalidToken()
-        return user
+        return found
 
     def _idle(self, session: Session, now: datetime) -> bool:
         idle = self._k.config.session_idle_timeout

@@ -1,0 +1,9 @@
+"""HTTP integrations: a FastAPI router and a Flask blueprint exposing the auth flow.
+
+- :mod:`mindmesh_auth.integrations.fastapi`: ``create_auth_router(auth)`` (needs the ``fastapi`` extra).
+- :mod:`mindmesh_auth.integrations.flask`: ``create_auth_blueprint(auth)`` (needs the ``flask`` extra).
+
+Both serve the same routes, JSON bodies and error mapping; the framework-free
+pieces (route table, error mapping, client-IP resolution, cookie settings) are
+in :mod:`mindmesh_auth.integrations._http`. See ``docs/integrations.md``.
+"""
