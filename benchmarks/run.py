@@ -200,7 +200,7 @@ def run_operations(backend: Backend, rounds: int, quick: bool) -> dict[str, Any]
     outbox = Outbox()
     auth = MindmeshAuth(store=store, mailer=outbox, config=config(rounds))
     k = auth._kernel
-    slow_n = 10 if quick else 40
+    slow_n = 10 if quick else 20
     fast_n = 200 if quick else 2000
     mid_n = 50 if quick else 400
     counter = iter(range(10**9))
