@@ -58,6 +58,13 @@ class AuthService:
         k.policy.check_new(password, email=canonical)
         extras = _check_profile(profile)
         now = k.now()
+        if ctx.ip_address:
+            # bcrypt makes registration expensive: bound it per client IP (ASVS 15.2.2).
+            try:
+                k.limiter.consume(f"register-ip:{ip_bucket(ctx.ip_address)}", k.config.register_ip_limit, now)
+            except RateLimited:
+                k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="register")
+                raise
         user = User(
             id=new_id(k.rng),
             email=canonical,

@@ -79,6 +79,7 @@ class AuthConfig:
     otp_account_failure_limit: Limit = Limit(20, timedelta(hours=1))
     login_ip_limit: Limit = Limit(10, timedelta(minutes=15))
     login_email_limit: Limit = Limit(10, timedelta(minutes=15))
+    register_ip_limit: Limit = Limit(20, timedelta(hours=1))
     reset_email_limit: Limit = Limit(3, timedelta(hours=1))
     reset_ip_limit: Limit = Limit(20, timedelta(hours=1))
     reset_token_ttl: timedelta = timedelta(hours=1)

@@ -123,8 +123,12 @@ class PasswordService:
         user = k.store.users.get(uid)
         if user is None:
             raise UserNotFound()
+        # Wrong current passwords count with failed logins (a guessing oracle otherwise).
+        fail_key = f"login-fail:{user.email}"
+        k.limiter.consume(fail_key, k.config.login_email_limit, k.now())
         if not k.hasher.verify(current_password, user.password_hash):
             raise InvalidPassword("The current password is wrong.")
+        k.limiter.clear(fail_key)
         k.policy.check_new(new_password, email=user.email)
         self._replace_password(
             user, k.hasher.hash(new_password), ctx, AuditEventType.PASSWORD_CHANGED, keep_session=keep_session_id

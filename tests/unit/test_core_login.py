@@ -258,3 +258,22 @@ def test_disallowed_profile_keys_are_a_validation_error(env, key: str) -> None:
 def test_registering_with_a_profile_cannot_set_blocked_or_verified(env) -> None:
     user = env.auth.auth.register(EMAIL, PASSWORD)
     assert user.blocked is False and user.email_verified is False
+
+
+def test_registrations_are_limited_per_client_ip(make_env) -> None:
+    from datetime import timedelta
+
+    from mindmesh_auth import Limit, RateLimited, RequestContext
+
+    env = make_env(register_ip_limit=Limit(3, timedelta(hours=1)))
+    ctx = RequestContext(ip_address="203.0.113.50")
+    for i in range(3):
+        env.auth.auth.register(f"user{i}@example.com", "correct horse battery", context=ctx)
+    with pytest.raises(RateLimited) as caught:
+        env.auth.auth.register("user9@example.com", "correct horse battery", context=ctx)
+    assert caught.value.retry_after > 0
+    assert env.auth.user.get_by_email("user9@example.com") is None
+    other = RequestContext(ip_address="198.51.100.1")
+    env.auth.auth.register("user9@example.com", "correct horse battery", context=other)
+    env.clock.advance(hours=1)
+    env.auth.auth.register("user10@example.com", "correct horse battery", context=ctx)

@@ -426,3 +426,17 @@ def test_reset_per_ip_limit_buckets_ipv6_by_slash_64(env) -> None:
             env.auth.password.request_reset(f"nobody{i}@example.com")
     limited = events(env, AuditEventType.RATE_LIMITED)
     assert [e.email for e in limited] == ["nobody20@example.com"]
+
+
+def test_wrong_current_passwords_count_as_failed_logins(env, user) -> None:
+    from mindmesh_auth import RateLimited
+
+    for _ in range(10):
+        with pytest.raises(InvalidPassword):
+            env.auth.password.change(user.id, "not the password", "another good password")
+    with pytest.raises(RateLimited):
+        env.auth.password.change(user.id, PASSWORD, "another good password")
+    with pytest.raises(RateLimited):
+        env.auth.auth.login(user.email, PASSWORD)
+    env.clock.advance(minutes=15)
+    env.auth.password.change(user.id, PASSWORD, "another good password")
