@@ -1,0 +1,149 @@
+"""One small client shim over FastAPI's (httpx) and Flask's (werkzeug) test clients.
+
+The HTTP API (``mindmesh_auth/integrations/_http.py``) is served by both integrations;
+the tests of that shared behaviour run through :func:`build_client` for each framework.
+Helpers (``register``, ``login``, ``bearer``, ``assert_error``) work on the shim.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import Mapping
+from typing import Any
+
+from mindmesh_auth import MindmeshAuth
+from mindmesh_auth.testing import FakeClock, Outbox
+
+FRAMEWORKS = ("fastapi", "flask")
+PASSWORD = "correct horse battery staple"
+PEER = "203.0.113.10"
+
+
+class Env:
+    def __init__(self, auth: MindmeshAuth, outbox: Outbox, clock: FakeClock) -> None:
+        self.auth, self.outbox, self.clock = auth, outbox, clock
+
+
+class Reply:
+    """The parts of a response the tests read, the same for both frameworks."""
+
+    def __init__(self, status_code: int, headers: Any, content: bytes) -> None:
+        self.status_code, self.headers, self.content = status_code, headers, content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+    def json(self) -> Any:
+        return _json.loads(self.content)
+
+    def header_list(self, name: str) -> list[str]:
+        getlist = getattr(self.headers, "get_list", None) or self.headers.getlist
+        return list(getlist(name))
+
+
+class Client:
+    """``get``/``post``/``delete`` plus cookie access over a framework's test client."""
+
+    def __init__(self, framework: str, native: Any, base_url: str) -> None:
+        self.framework, self.native, self.base_url = framework, native, base_url
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        headers = dict(headers or {})
+        if self.framework == "fastapi":
+            r = self.native.request(method, path, json=json, content=content, headers=headers)
+            return Reply(r.status_code, r.headers, r.content)
+        r = self.native.open(path, method=method, json=json, data=content, headers=headers, base_url=self.base_url)
+        return Reply(r.status_code, r.headers, r.data)
+
+    def get(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("POST", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Reply:
+        return self.request("DELETE", path, **kwargs)
+
+    def cookie(self, name: str, path: str = "/") -> str | None:
+        """The value the client holds for cookie ``name`` on ``path`` (None when it has none)."""
+        if self.framework == "fastapi":
+            return self.native.cookies.get(name, path=path) or None  # type: ignore[no-any-return]
+        cookie = self.native.get_cookie(name, path=path)
+        return cookie.value if cookie is not None and cookie.value else None
+
+    def set_cookie(self, name: str, value: str) -> None:
+        if self.framework == "fastapi":
+            self.native.cookies.set(name, value)
+        else:
+            self.native.set_cookie(name, value)
+
+
+def fastapi_client(app: Any, *, peer: str = PEER, https: bool = False) -> Client:
+    from fastapi.testclient import TestClient
+
+    base_url = "https://testserver" if https else "http://testserver"
+    return Client("fastapi", TestClient(app, client=(peer, 50000), base_url=base_url), base_url)
+
+
+def flask_client(app: Any, *, peer: str = PEER, https: bool = False) -> Client:
+    native = app.test_client()
+    native.environ_base["REMOTE_ADDR"] = peer
+    # The scheme goes in each request's base URL: werkzeug overrides environ_base's wsgi.url_scheme.
+    return Client("flask", native, "https://localhost" if https else "http://localhost")
+
+
+def build_client(framework: str, auth: Any, *, peer: str = PEER, https: bool = False, **options: Any) -> Client:
+    """An app serving the auth routes of ``framework`` built with ``options``, and a client on it."""
+    if framework == "fastapi":
+        from fastapi import FastAPI
+
+        from mindmesh_auth.integrations.fastapi import create_auth_router
+
+        app = FastAPI()
+        app.include_router(create_auth_router(auth, **options))
+        return fastapi_client(app, peer=peer, https=https)
+    from flask import Flask
+
+    from mindmesh_auth.integrations.flask import create_auth_blueprint
+
+    app = Flask(__name__)
+    app.register_blueprint(create_auth_blueprint(auth, **options))
+    return flask_client(app, peer=peer, https=https)
+
+
+def register(client: Client, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:
+    r = client.post("/auth/register", json={"email": email, "password": password})
+    assert r.status_code == 201, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def login(client: Client, env: Env, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:
+    r = client.post("/auth/login", json={"email": email, "password": password})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"otp_required": True}
+    r = client.post("/auth/verify-otp", json={"email": email, "code": env.outbox.last_code(email)})
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tokens['access_token']}"}
+
+
+def assert_error(r: Reply, status: int, code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"}
+    assert {"code", "message"} <= set(body["error"])
+    if code is not None:
+        assert body["error"]["code"] == code
+    return body["error"]  # type: ignore[no-any-return]
