@@ -12,35 +12,157 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from datetime import datetime
+from typing import Any, cast
 
+from .core.models import (
+    AuditEvent,
+    AuditEventType,
+    LoginChallenge,
+    LoginResult,
+    RequestContext,
+    Session,
+    SessionWithUser,
+    TokenPair,
+    User,
+)
 from .facade import MindmeshAuth
 
-__all__ = ["AsyncMindmeshAuth"]
+__all__ = ["AsyncAudit", "AsyncAuth", "AsyncMindmeshAuth", "AsyncOtp", "AsyncPassword", "AsyncSessions", "AsyncUsers"]
 
-_GROUPS = ("auth", "otp", "password", "user", "sessions", "audit")
+Runner = Callable[..., Awaitable[Any]]
 
 
 class _AsyncGroup:
-    def __init__(self, group: object, run: Callable[..., Awaitable[Any]]) -> None:
+    def __init__(self, group: Any, run: Runner) -> None:
         self._group = group
         self._run = run
 
-    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
-        target = getattr(self._group, name)
-        if name.startswith("_") or not callable(target):
-            raise AttributeError(name)
-
-        @functools.wraps(target)
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._run(target, *args, **kwargs)
-
-        return call
-
     def __repr__(self) -> str:
         return f"<async {type(self._group).__name__}>"
+
+
+class AsyncAuth(_AsyncGroup):
+    """``auth.auth`` for asyncio."""
+
+    async def register(
+        self, email: str, password: str, *, context: RequestContext | None = None, **profile: Any
+    ) -> User:
+        return cast(User, await self._run(self._group.register, email, password, context=context, **profile))
+
+    async def login(self, email: str, password: str, *, context: RequestContext | None = None) -> LoginChallenge:
+        return cast(LoginChallenge, await self._run(self._group.login, email, password, context=context))
+
+    async def verify_otp(
+        self, email: str, code: str, purpose: str = "login", *, context: RequestContext | None = None
+    ) -> LoginResult:
+        return cast(LoginResult, await self._run(self._group.verify_otp, email, code, purpose, context=context))
+
+    async def get_user_from_token(self, access_token: str) -> User:
+        return cast(User, await self._run(self._group.get_user_from_token, access_token))
+
+    async def authenticate(self, access_token: str) -> SessionWithUser:
+        return cast(SessionWithUser, await self._run(self._group.authenticate, access_token))
+
+    async def refresh(self, refresh_token: str, *, context: RequestContext | None = None) -> TokenPair:
+        return cast(TokenPair, await self._run(self._group.refresh, refresh_token, context=context))
+
+    async def logout(self, session_id: str, *, context: RequestContext | None = None) -> bool:
+        return cast(bool, await self._run(self._group.logout, session_id, context=context))
+
+
+class AsyncOtp(_AsyncGroup):
+    """``auth.otp`` for asyncio."""
+
+    async def send(self, email: str, purpose: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.send, email, purpose, context=context)
+
+    async def verify(self, email: str, code: str, purpose: str, *, context: RequestContext | None = None) -> bool:
+        return cast(bool, await self._run(self._group.verify, email, code, purpose, context=context))
+
+
+class AsyncPassword(_AsyncGroup):
+    """``auth.password`` for asyncio."""
+
+    async def request_reset(self, email: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.request_reset, email, context=context)
+
+    async def reset(self, token: str, new_password: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.reset, token, new_password, context=context)
+
+    async def change(
+        self,
+        user_id: str,
+        current_password: str,
+        new_password: str,
+        *,
+        keep_session_id: str | None = None,
+        context: RequestContext | None = None,
+    ) -> None:
+        await self._run(
+            self._group.change, user_id, current_password, new_password, keep_session_id=keep_session_id, context=context
+        )
+
+
+class AsyncUsers(_AsyncGroup):
+    """``auth.user`` for asyncio."""
+
+    async def get_by_id(self, user_id: str) -> User:
+        return cast(User, await self._run(self._group.get_by_id, user_id))
+
+    async def get_by_email(self, email: str) -> User | None:
+        return cast("User | None", await self._run(self._group.get_by_email, email))
+
+    async def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
+        return cast("list[User]", await self._run(self._group.list, limit=limit, offset=offset))
+
+    async def block(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.block, user_id, context=context)
+
+    async def unblock(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.unblock, user_id, context=context)
+
+    async def mark_email_verified(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.mark_email_verified, user_id, context=context)
+
+
+class AsyncSessions(_AsyncGroup):
+    """``auth.sessions`` for asyncio."""
+
+    async def list(self, user_id: str, *, include_inactive: bool = False) -> list[Session]:
+        return cast("list[Session]", await self._run(self._group.list, user_id, include_inactive=include_inactive))
+
+    async def get(self, session_id: str) -> Session:
+        return cast(Session, await self._run(self._group.get, session_id))
+
+    async def revoke(self, session_id: str, *, context: RequestContext | None = None) -> bool:
+        return cast(bool, await self._run(self._group.revoke, session_id, context=context))
+
+    async def revoke_all(self, user_id: str, *, context: RequestContext | None = None) -> int:
+        return cast(int, await self._run(self._group.revoke_all, user_id, context=context))
+
+
+class AsyncAudit(_AsyncGroup):
+    """``auth.audit`` for asyncio."""
+
+    async def query(
+        self,
+        *,
+        user_id: str | None = None,
+        email: str | None = None,
+        types: Sequence[AuditEventType | str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+    ) -> list[AuditEvent]:
+        return cast(
+            "list[AuditEvent]",
+            await self._run(
+                self._group.query, user_id=user_id, email=email, types=types, since=since, until=until, limit=limit
+            ),
+        )
 
 
 class AsyncMindmeshAuth:
@@ -50,18 +172,15 @@ class AsyncMindmeshAuth:
     pool size of :class:`concurrent.futures.ThreadPoolExecutor`).
     """
 
-    auth: Any
-    otp: Any
-    password: Any
-    user: Any
-    sessions: Any
-    audit: Any
-
     def __init__(self, sync: MindmeshAuth, *, max_workers: int | None = None) -> None:
         self.sync = sync
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mindmesh-auth")
-        for name in _GROUPS:
-            setattr(self, name, _AsyncGroup(getattr(sync, name), self._call))
+        self.auth = AsyncAuth(sync.auth, self._call)
+        self.otp = AsyncOtp(sync.otp, self._call)
+        self.password = AsyncPassword(sync.password, self._call)
+        self.user = AsyncUsers(sync.user, self._call)
+        self.sessions = AsyncSessions(sync.sessions, self._call)
+        self.audit = AsyncAudit(sync.audit, self._call)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()

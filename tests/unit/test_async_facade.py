@@ -87,3 +87,14 @@ def test_context_is_per_task() -> None:
         return sorted(e.ip_address for e in events)
 
     assert asyncio.run(scenario()) == ["203.0.113.1", "203.0.113.2"]
+
+
+def test_async_groups_offer_every_public_method_of_the_sync_groups() -> None:
+    import inspect
+
+    auth, _ = make()
+    for name in ("auth", "otp", "password", "user", "sessions", "audit"):
+        sync_group, async_group = getattr(auth.sync, name), getattr(auth, name)
+        public = {m for m, _ in inspect.getmembers(sync_group, callable) if not m.startswith("_")}
+        missing = {m for m in public if not inspect.iscoroutinefunction(getattr(async_group, m, None))}
+        assert not missing, (name, missing)
