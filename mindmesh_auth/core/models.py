@@ -6,11 +6,11 @@ precision any backend keeps). Secret-bearing fields are kept out of ``repr``.
 
 from __future__ import annotations
 
+import copy
 import enum
 from collections.abc import Mapping
 from datetime import datetime
-from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 import attrs
 
@@ -31,8 +31,31 @@ __all__ = [
 ]
 
 
-def _freeze(value: Mapping[str, Any] | None) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value or {}))
+class Profile(dict[str, Any]):
+    """A read-only dict of the app's extra user fields (picklable, copyable)."""
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise TypeError("User.profile is read-only")
+
+    __setitem__ = __delitem__ = _readonly
+    clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+    __ior__ = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type[Profile], tuple[dict[str, Any]]]:
+        return (Profile, (dict(self),))
+
+    def __copy__(self) -> Profile:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Profile:
+        return Profile(copy.deepcopy(dict(self), memo))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=lambda kv: kv[0])))
+
+
+def _freeze(value: Mapping[str, Any] | None) -> Profile:
+    return value if isinstance(value, Profile) else Profile(value or {})
 
 
 @attrs.frozen
@@ -50,7 +73,7 @@ class User:
 
     def __getattr__(self, name: str) -> Any:
         # Only called when normal lookup fails: expose profile extras as attributes.
-        if name.startswith("_"):
+        if name.startswith("_") or name == "profile":
             raise AttributeError(name)
         try:
             return self.profile[name]
