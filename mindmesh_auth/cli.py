@@ -60,8 +60,9 @@ def _fail(code: str, message: str) -> NoReturn:
 class _State:
     """Per-invocation state: the database URL and the lazily built ``MindmeshAuth``."""
 
-    def __init__(self, database_url: str | None) -> None:
+    def __init__(self, database_url: str | None, user_model: str | None = None) -> None:
         self.database_url = database_url
+        self.user_model = user_model
         self._auth: Any = None
 
     @property
@@ -75,8 +76,11 @@ class _State:
             if self.database_url:
                 overrides["database_url"] = self.database_url
             config = AuthConfig.from_env(**overrides)
+            store: Any = config.database_url
+            if self.user_model and store:
+                store = _sql_store_with_user_model(store, self.user_model)
             # Admin commands send no mail; anything that would goes to stderr, not an SMTP server.
-            self._auth = MindmeshAuth(store=config.database_url, mailer=ConsoleMailer(sys.stderr), config=config)
+            self._auth = MindmeshAuth(store=store, mailer=ConsoleMailer(sys.stderr), config=config)
             # Audit events written by admin commands show where they came from.
             self._auth.set_context(user_agent=f"{PROG_NAME} cli")
             self.database_url = config.database_url
@@ -86,6 +90,27 @@ class _State:
         if self._auth is not None:
             auth, self._auth = self._auth, None
             auth.close()
+
+
+def _sql_store_with_user_model(url: str, dotted: str) -> Any:
+    """A Peewee store whose users table has the app's model (``package.module:Class``)."""
+    import importlib
+    from urllib.parse import urlsplit
+
+    from .core.errors import ConfigurationError
+
+    if urlsplit(url).scheme.lower() not in ("sqlite", "postgres", "postgresql", "mysql", "mariadb"):
+        raise ConfigurationError("--user-model applies to SQL databases only.", variable="AUTH_USER_MODEL")
+    module_name, _, class_name = dotted.partition(":")
+    try:
+        model = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError):
+        raise ConfigurationError(
+            f"Cannot import the user model {dotted!r} (expected package.module:Class).", variable="AUTH_USER_MODEL"
+        ) from None
+    from .adapters.peewee import PeeweeStore
+
+    return PeeweeStore.from_url(url, user_model=model)
 
 
 class _Group(click.Group):
@@ -270,15 +295,22 @@ def _json_option(f: _F) -> _F:
     help="sqlite:///auth.db, postgresql://..., mysql://..., mongodb://... "
     "(default: AUTH_DATABASE_URL, DATABASE_URL, or the .env file).",
 )
+@click.option(
+    "--user-model",
+    envvar="AUTH_USER_MODEL",
+    show_envvar=True,
+    metavar="MODULE:CLASS",
+    help="The app's Peewee user model (a BaseUserModel subclass) on SQL databases, so --field reaches its columns.",
+)
 @click.version_option(package_name="mindmesh-auth", prog_name=PROG_NAME)
 @click.pass_context
-def cli(ctx: click.Context, database_url: str | None) -> None:
+def cli(ctx: click.Context, database_url: str | None, user_model: str | None) -> None:
     """Administer mindmesh-auth users, sessions and the audit log.
 
     Configuration comes from the environment and ./.env (AUTH_JWT_SECRET and
     AUTH_REFRESH_SECRET are required by every command except demo).
     """
-    ctx.obj = _State(database_url)
+    ctx.obj = _State(database_url, user_model)
 
 
 @cli.command()

@@ -315,3 +315,24 @@ def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
     assert "replaying the old refresh token is refused" in out
     assert out.rstrip().endswith("demo complete")
     assert (tmp_path / "demo.db").exists()
+
+
+def test_user_model_option_lets_fields_reach_the_apps_columns(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)  # its own database: the users table is created with the app's columns
+    (cli.folder / "appmodels.py").write_text(
+        "import peewee\n"
+        "from mindmesh_auth.adapters.peewee import BaseUserModel\n\n"
+        "class AppUser(BaseUserModel):\n"
+        "    first_name = peewee.CharField(null=True)\n"
+        "    role = peewee.CharField(default='member')\n"
+    )
+    env = _env(PYTHONPATH=str(cli.folder), AUTH_USER_MODEL="appmodels:AppUser")
+    for args in (("init",), ("users", "create", "ada@example.com", "--password-stdin", "--field", "first_name=Ada")):
+        proc = cli(*args, input=PASSWORD + "\n", env=env)
+        assert proc.returncode == 0, proc.stderr
+    proc = cli("users", "show", "ada@example.com", "--json", env=env)
+    assert proc.returncode == 0, proc.stderr
+    shown = json.loads(proc.stdout)
+    assert shown["first_name"] == "Ada" and shown["role"] == "member"
+    line = cli.fails("users", "list", env=_env(PYTHONPATH=str(cli.folder), AUTH_USER_MODEL="appmodels:Missing"))
+    assert line.startswith("error: configuration_error:") and "appmodels:Missing" in line
