@@ -418,3 +418,42 @@ def test_lost_server_connection_is_unavailable_then_recovers(engine: str, make_s
     with pytest.raises(StorageUnavailable):
         store.users.get("user-1")
     assert store.users.get("user-1") is not None  # reconnected
+
+
+def test_prepared_token_check_survives_a_connection_pool_shared_by_threads() -> None:
+    # A pooled connection moves between threads: the statement prepared on it by
+    # one thread must be found, not prepared twice, by the next.
+    from urllib.parse import urlsplit
+
+    from playhouse.pool import PooledPostgresqlDatabase
+
+    url = urlsplit(server_url("postgres"))
+    db = PooledPostgresqlDatabase(
+        url.path.lstrip("/"),
+        host=url.hostname,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        max_connections=1,
+        timeout=10,
+    )
+    store = PeeweeStore(db, table_prefix=unique_prefix())
+    store.create_schema()
+    try:
+        store.users.add(_user(1))
+        store.sessions.add(Session("s1", "user-1", "h1", T0, T0 + timedelta(days=1), T0))
+        db.close()  # back to the pool, for the threads below
+        found: list[object] = []
+
+        def check() -> None:
+            with db.connection_context():
+                found.append(store.sessions.get_with_user("s1"))
+
+        for _ in range(3):
+            worker = threading.Thread(target=check)
+            worker.start()
+            worker.join()
+        assert len(found) == 3 and all(f is not None for f in found)
+    finally:
+        store.drop_schema()
+        db.close_all()
