@@ -246,7 +246,7 @@ class PeeweeSessions(_Repo, SessionRepository):
             created_at=from_ms(r[3]),
             expires_at=from_ms(r[4]),
             last_active_at=from_ms(r[5]),
-            revoked_at=None if r[6] is None else from_ms(r[6]),
+            revoked_at=_ms_or_none(r[6]),
             revoke_reason=r[7],
             ip_address=r[8],
             user_agent=r[9],
