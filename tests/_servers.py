@@ -1,7 +1,7 @@
 """Reaching the test database servers (PostgreSQL, MariaDB/MySQL).
 
 URLs come from ``MINDMESH_TEST_POSTGRES_URL`` / ``MINDMESH_TEST_MYSQL_URL``.
-An unreachable server skips the tests, or fails them when ``CI=true``.
+An unreachable server skips the tests, or fails them under CI (``CI=1``, ``CI=true``..., see ``_ci.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import functools
 import os
 import uuid
 
-import pytest
+from _ci import skip_or_fail
 
 SERVERS = {
     "postgres": ("PostgreSQL", "MINDMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
@@ -40,14 +40,11 @@ def _probe(kind: str) -> tuple[str, str | None]:
 
 
 def server_url(kind: str) -> str:
-    """The server URL, or skip (fail under CI=true) if it does not answer."""
+    """The server URL, or skip (fail under CI) if it does not answer."""
     label, env, _default = SERVERS[kind]
     url, error = _probe(kind)
     if error is not None:
-        message = f"{label} not reachable at {url} ({error}); set {env} to run"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_or_fail(f"{label} not reachable at {url} ({error}); set {env} to run")
     return url
 
 

@@ -13,16 +13,25 @@ _MAX = 320
 
 
 def clean_text(value: str | None, limit: int = _MAX) -> str | None:
-    """Escape control characters (CR, LF, NUL...) and cap the length (log injection)."""
+    """Escape control characters (CR, LF, NUL...) and cap the length (log injection).
+
+    The cap applies to the escaped result: at most ``limit`` characters are returned,
+    and an escape sequence is never cut in half (the text stops before it instead).
+    """
     if value is None:
         return None
     out = []
-    for ch in value[:limit]:
+    size = 0
+    for ch in value[:limit]:  # each character yields at least one: no more are ever needed
         code = ord(ch)
         if code < 0x20 or code == 0x7F or 0x80 <= code < 0xA0 or ch in "\u2028\u2029":
-            out.append(f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+            piece = f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
         else:
-            out.append(ch)
+            piece = ch
+        if size + len(piece) > limit:
+            break
+        out.append(piece)
+        size += len(piece)
     return "".join(out)
 
 

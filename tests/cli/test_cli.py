@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _ci import require
 
-pytest.importorskip("click")
-pytest.importorskip("peewee")
+require("click")
+require("peewee")
 
-from mindmesh_auth import AuthConfig, MindmeshAuth
-from mindmesh_auth.testing import Outbox
+from mindmesh_auth import AuthConfig, MindmeshAuth  # noqa: E402
+from mindmesh_auth.testing import Outbox  # noqa: E402
 
 JWT_SECRET = "j" * 20 + "0123456789abcdefghij"  # 40 characters
 REFRESH_SECRET = "r" * 20 + "0123456789abcdefghij"

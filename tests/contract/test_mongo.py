@@ -60,4 +60,7 @@ if SERVER_URL:
 else:
 
     def test_contract_on_a_real_mongodb_server() -> None:
+        # The one skip allowed under CI (a plain pytest.skip, not _ci.skip_or_fail): CI
+        # provides no MongoDB server, and the full contract still runs on every build
+        # through TestMongoStoreMongomock above. The skip stays visible in the -ra summary.
         pytest.skip("set MINDMESH_TEST_MONGODB_URL=mongodb://host:port to run the contract suite on a real MongoDB")

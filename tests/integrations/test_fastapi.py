@@ -5,23 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
+from _ci import require
 
-pytest.importorskip("fastapi")
-pytest.importorskip("peewee")
+require("fastapi")
+require("peewee")
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI  # noqa: E402
 
-from mindmesh_auth import User
-from mindmesh_auth.aio import AsyncMindmeshAuth
-from mindmesh_auth.integrations.fastapi import (
+from mindmesh_auth import User  # noqa: E402
+from mindmesh_auth.aio import AsyncMindmeshAuth  # noqa: E402
+from mindmesh_auth.integrations.fastapi import (  # noqa: E402
     create_auth_router,
     current_user,
     get_current_user_dependency,
     install_error_handlers,
 )
 
-from ._clients import Client, Env, assert_error, bearer, fastapi_client, login, register
+from ._clients import Client, Env, assert_error, bearer, fastapi_client, login, register  # noqa: E402
 
 
 def _client(env: Env, *, auth: Any = None, extra: bool = False, error_handlers: bool = False) -> Client:

@@ -6,15 +6,16 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from _ci import require
 
-pytest.importorskip("fastapi")
+require("fastapi")
 
-from fastapi import FastAPI
+from fastapi import FastAPI  # noqa: E402
 
-from mindmesh_auth import MindmeshAuth
-from mindmesh_auth.integrations._http import ROUTES
-from mindmesh_auth.integrations.fastapi import create_auth_router
-from mindmesh_auth.testing import FakeClock, Outbox, test_config
+from mindmesh_auth import MindmeshAuth  # noqa: E402
+from mindmesh_auth.integrations._http import ROUTES  # noqa: E402
+from mindmesh_auth.integrations.fastapi import create_auth_router  # noqa: E402
+from mindmesh_auth.testing import FakeClock, Outbox, test_config  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -108,5 +109,5 @@ def test_request_bodies_are_documented(schema: dict[str, Any]) -> None:
 
 
 def test_openapi_spec_validator_accepts_the_schema(schema: dict[str, Any]) -> None:
-    validator = pytest.importorskip("openapi_spec_validator", reason="pip install openapi-spec-validator")
+    validator = require("openapi_spec_validator", reason="validates the OpenAPI schema")
     validator.validate(schema)

@@ -3,16 +3,16 @@ in the app's own views. The HTTP API it shares with FastAPI is tested in ``test_
 
 from __future__ import annotations
 
-import pytest
+from _ci import require
 
-pytest.importorskip("flask")
-pytest.importorskip("peewee")
+require("flask")
+require("peewee")
 
-from flask import Flask, g
+from flask import Flask, g  # noqa: E402
 
-from mindmesh_auth.integrations.flask import create_auth_blueprint, make_login_required
+from mindmesh_auth.integrations.flask import create_auth_blueprint, make_login_required  # noqa: E402
 
-from ._clients import Env, assert_error, bearer, flask_client, login, register
+from ._clients import Env, assert_error, bearer, flask_client, login, register  # noqa: E402
 
 
 def test_login_required_sets_g_user(env: Env) -> None:

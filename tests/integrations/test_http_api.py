@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from _ci import require
 
 from mindmesh_auth import AuditEventType, MindmeshAuth
 from mindmesh_auth.core import errors as error_module
@@ -25,7 +26,7 @@ MakeClient = Callable[..., Client]
 
 @pytest.fixture(params=FRAMEWORKS)
 def framework(request: pytest.FixtureRequest) -> str:
-    pytest.importorskip(request.param)
+    require(request.param)
     return request.param  # type: ignore[no-any-return]
 
 

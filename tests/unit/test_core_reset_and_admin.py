@@ -138,6 +138,10 @@ def test_reset_token_is_accepted_just_before_expiry(env, user) -> None:
     token = request_token(env)
     env.clock.advance(minutes=59, seconds=59)
     env.auth.password.reset(token, NEW_PASSWORD)
+    # The reset took effect: the new password logs in, the old one no longer does.
+    with pytest.raises(InvalidCredentials):
+        env.auth.auth.login(EMAIL, PASSWORD)
+    assert env.login(EMAIL, NEW_PASSWORD).user.id == user.id
 
 
 def test_newer_reset_request_supersedes_the_older_token(env, user) -> None:

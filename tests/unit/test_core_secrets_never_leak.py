@@ -129,3 +129,24 @@ def test_oversized_user_agent_is_capped_in_the_audit_row(env) -> None:
     env.auth.auth.register(EMAIL, PASSWORD, context=RequestContext(user_agent="U" * 10_000))
     event = env.auth.audit.query()[0]
     assert event.user_agent is not None and len(event.user_agent) <= 512
+
+
+@pytest.mark.parametrize(
+    ("user_agent", "expected"),
+    [
+        # LINE SEPARATOR: 1 character stored as 6; 85 whole escapes fit in 512 (510), an 86th would not.
+        ("\u2028" * 10_000, "\\u2028" * 85),
+        # C1 NEL: 1 character stored as 4; exactly 128 escapes fill the 512.
+        ("\x85" * 10_000, "\\x85" * 128),
+        # Mixed: 85 x "ab\\x85" (510) + "ab" (512); the next escape would exceed, it is not cut in half.
+        ("ab\x85" * 5_000, "ab\\x85" * 85 + "ab"),
+    ],
+    ids=["u2028", "c1-nel", "mixed"],
+)
+def test_oversized_escaped_user_agent_is_capped_after_escaping(env, user_agent: str, expected: str) -> None:
+    env.auth.auth.register(EMAIL, PASSWORD, context=RequestContext(user_agent=user_agent))
+    stored = env.auth.audit.query()[0].user_agent
+    assert stored is not None and len(stored) <= 512
+    assert not any(0x80 <= ord(ch) <= 0x9F for ch in stored)  # C1 controls are escaped, never raw
+    assert not any(ord(ch) < 0x20 or ch in "\u2028\u2029" for ch in stored)
+    assert stored == expected
