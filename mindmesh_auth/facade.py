@@ -15,7 +15,7 @@ from .core.auth import AuthService
 from .core.clock import SystemClock, SystemRandomness
 from .core.config import AuthConfig
 from .core.context import reset_context, set_context
-from .core.errors import ConfigurationError
+from .core.errors import ConfigurationError, ValidationError
 from .core.kernel import EmailCanonicalizer, Kernel
 from .core.models import RequestContext
 from .core.otp import OtpEngine, OtpService
@@ -23,6 +23,9 @@ from .core.password import PasswordService
 from .core.ports import Clock, Mailer, Randomness, Store
 from .core.templates import MessageTemplate, MessageTemplates
 from .core.users import AuditService, SessionService, UserService
+
+PURGE_BATCH = 1000
+"""Rows deleted per unit of work by ``purge_expired``."""
 
 __all__ = ["MindmeshAuth"]
 
@@ -126,19 +129,35 @@ class MindmeshAuth:
         """Create the tables, collections or indexes (idempotent)."""
         self.store.create_schema()
 
-    def purge_expired(self) -> dict[str, int]:
+    def purge_expired(self, *, batch_size: int = PURGE_BATCH) -> dict[str, int]:
         """Delete expired sessions, codes, reset tokens, counters (and old audit rows
-        when ``audit_retention`` is set). Returns the counts."""
+        when ``audit_retention`` is set). Returns the counts.
+
+        Rows go in batches of at most ``batch_size``, each batch its own unit of
+        work, so no table is locked for long however much there is to delete."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 100_000:
+            raise ValidationError("batch_size must be 1..100000.", field="batch_size")
         k = self._kernel
         now = k.now()
+        store = k.store
+
+        def drain(purge: Callable[[], int]) -> int:
+            total = 0
+            while True:
+                deleted = k.unit(purge)
+                total += deleted
+                if deleted < batch_size:
+                    return total
+
         counts = {
-            "sessions": k.store.sessions.purge_expired(now),
-            "otp_challenges": k.store.otps.purge_expired(now),
-            "reset_tokens": k.store.reset_tokens.purge_expired(now),
-            "rate_limits": k.store.rate_limits.purge_expired(now),
+            "sessions": drain(lambda: store.sessions.purge_expired(now, limit=batch_size)),
+            "otp_challenges": drain(lambda: store.otps.purge_expired(now, limit=batch_size)),
+            "reset_tokens": drain(lambda: store.reset_tokens.purge_expired(now, limit=batch_size)),
+            "rate_limits": drain(lambda: store.rate_limits.purge_expired(now, limit=batch_size)),
         }
-        if self.config.audit_retention is not None:
-            counts["audit_events"] = k.store.audit.purge_before(now - self.config.audit_retention)
+        retention = self.config.audit_retention
+        if retention is not None:
+            counts["audit_events"] = drain(lambda: store.audit.purge_before(now - retention, limit=batch_size))
         return counts
 
     # -- background delivery ------------------------------------------------

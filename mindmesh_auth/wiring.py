@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from urllib.parse import urlsplit
 
 from .core.errors import ConfigurationError
@@ -9,9 +10,36 @@ from .core.ports import Store
 
 __all__ = ["store_from_url"]
 
+# scheme -> (driver module, extra that installs it)
+_DRIVERS: dict[str, tuple[str, str]] = {
+    "sqlite": ("peewee", "peewee"),
+    "postgres": ("psycopg2", "postgres"),
+    "postgresql": ("psycopg2", "postgres"),
+    "mysql": ("pymysql", "mysql"),
+    "mariadb": ("pymysql", "mysql"),
+    "mongodb": ("pymongo", "mongo"),
+    "mongodb+srv": ("pymongo", "mongo"),
+    "mongomock": ("pymongo", "mongo"),  # the Mongo adapter itself imports pymongo
+}
+
+
+def _require(scheme: str, module: str, extra: str) -> None:
+    """Import what ``scheme`` needs now: a missing package names the extra to install."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{scheme}:// URLs need the {module} package: pip install 'mindmesh-auth[{extra}]'",
+            variable="AUTH_DATABASE_URL",
+        ) from exc
+
 
 def store_from_url(url: str) -> Store:
-    """``memory://``, ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...``, ``mongodb://...``."""
+    """``memory://``, ``sqlite:///path.db``, ``postgresql://...``, ``mysql://...``, ``mongodb://...``.
+
+    A missing driver is a ``ConfigurationError`` naming the extra to install
+    (``[peewee]``, ``[postgres]``, ``[mysql]`` or ``[mongo]``).
+    """
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError("The database URL must look like scheme://...", variable="AUTH_DATABASE_URL")
     scheme = urlsplit(url).scheme.lower()
@@ -20,19 +48,16 @@ def store_from_url(url: str) -> Store:
 
         return MemoryStore()
     if scheme in ("sqlite", "postgres", "postgresql", "mysql", "mariadb"):
-        try:
-            from .adapters.peewee import PeeweeStore
-        except ImportError as exc:  # pragma: no cover - depends on extras
-            raise ConfigurationError(
-                "SQL storage needs the extra: pip install 'mindmesh-auth[peewee]'", variable="AUTH_DATABASE_URL"
-            ) from exc
+        module, extra = _DRIVERS[scheme]
+        _require(scheme, "peewee", extra)
+        _require(scheme, module, extra)
+        from .adapters.peewee import PeeweeStore
+
         return PeeweeStore.from_url(url)
     if scheme in ("mongodb", "mongodb+srv", "mongomock"):
-        try:
-            from .adapters.mongo import MongoStore
-        except ImportError as exc:  # pragma: no cover - depends on extras
-            raise ConfigurationError(
-                "MongoDB storage needs the extra: pip install 'mindmesh-auth[mongo]'", variable="AUTH_DATABASE_URL"
-            ) from exc
+        module, extra = _DRIVERS[scheme]
+        _require(scheme, module, extra)
+        from .adapters.mongo import MongoStore
+
         return MongoStore.from_url(url)
     raise ConfigurationError(f"Unsupported database URL scheme {scheme!r}.", variable="AUTH_DATABASE_URL")

@@ -3,15 +3,23 @@
 Thread-safe (one lock around every check-and-set); per-process, so each
 worker process has its own users and its own rate limits. For app tests and
 development.
+
+Units of work (:meth:`MemoryStore.atomic`) hold the store's lock for the whole
+block, so other threads wait for it, and undo its writes when it raises: each
+repository saves its state the first time it is written inside a unit
+(copy on first write), and a failing block puts the saved states back. Nested
+blocks behave like savepoints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -39,15 +47,49 @@ from ..core.ports import (
 
 __all__ = ["MemoryStore"]
 
+T = TypeVar("T")
+
+
+def _first(items: list[T], limit: int | None) -> list[T]:
+    return items if limit is None else items[:limit]
+
+
+class _Unit:
+    """The open units of work of one store: a stack of frames, each mapping a
+    repository to the state it had before the frame first wrote to it."""
+
+    __slots__ = ("frames",)
+
+    def __init__(self) -> None:
+        self.frames: list[dict[int, tuple[_Repo, Any]]] = []
+
 
 class _Repo:
-    def __init__(self, lock: threading.RLock) -> None:
+    _STATE: tuple[str, ...] = ()
+
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
         self._lock = lock
+        self._unit = unit if unit is not None else _Unit()
+
+    def _write(self) -> None:
+        """Called (under the lock) before every change: saves the state for a rollback."""
+        frames = self._unit.frames
+        if frames and id(self) not in frames[-1]:
+            frames[-1][id(self)] = (self, self._snapshot())
+
+    def _snapshot(self) -> Any:
+        return {name: copy.copy(getattr(self, name)) for name in self._STATE}
+
+    def _restore(self, state: Any) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
 
 
 class MemoryUsers(_Repo, UserRepository):
-    def __init__(self, lock: threading.RLock) -> None:
-        super().__init__(lock)
+    _STATE = ("_by_id", "_by_email")
+
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._by_id: dict[str, User] = {}
         self._by_email: dict[str, str] = {}
 
@@ -55,6 +97,7 @@ class MemoryUsers(_Repo, UserRepository):
         with self._lock:
             if user.email in self._by_email or user.id in self._by_id:
                 raise DuplicateKeyError()
+            self._write()
             self._by_id[user.id] = user
             self._by_email[user.email] = user.id
             return user
@@ -73,6 +116,7 @@ class MemoryUsers(_Repo, UserRepository):
             user = self._by_id.get(user_id)
             if user is None:
                 return False
+            self._write()
             self._by_id[user_id] = attrs.evolve(user, **changes)
             return True
 
@@ -92,8 +136,10 @@ class MemoryUsers(_Repo, UserRepository):
 
 
 class MemorySessions(_Repo, SessionRepository):
-    def __init__(self, lock: threading.RLock, users: MemoryUsers) -> None:
-        super().__init__(lock)
+    _STATE = ("_by_id", "_by_refresh", "_retired")
+
+    def __init__(self, lock: threading.RLock, users: MemoryUsers, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._users = users
         self._by_id: dict[str, Session] = {}
         self._by_refresh: dict[str, str] = {}
@@ -103,6 +149,7 @@ class MemorySessions(_Repo, SessionRepository):
         with self._lock:
             if session.id in self._by_id or session.refresh_hash in self._by_refresh:
                 raise DuplicateKeyError()
+            self._write()
             self._by_id[session.id] = session
             self._by_refresh[session.refresh_hash] = session.id
 
@@ -131,6 +178,7 @@ class MemorySessions(_Repo, SessionRepository):
                 or now >= session.expires_at
             ):
                 return False
+            self._write()
             del self._by_refresh[old_hash]
             self._by_refresh[new_hash] = session_id
             self._by_id[session_id] = attrs.evolve(session, refresh_hash=new_hash, last_active_at=now)
@@ -146,6 +194,7 @@ class MemorySessions(_Repo, SessionRepository):
             session = self._by_id.get(session_id)
             if session is None or session.revoked_at is not None:
                 return False
+            self._write()
             self._by_id[session_id] = attrs.evolve(session, revoked_at=now, revoke_reason=reason)
             return True
 
@@ -165,20 +214,24 @@ class MemorySessions(_Repo, SessionRepository):
             ]
         return sorted(found, key=lambda s: (s.created_at, s.id), reverse=True)
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         with self._lock:
-            dead = [s for s in self._by_id.values() if s.expires_at <= now]
+            dead = _first([s for s in self._by_id.values() if s.expires_at <= now], limit)
+            self._write()
             for s in dead:
                 del self._by_id[s.id]
                 self._by_refresh.pop(s.refresh_hash, None)
-            for h in [h for h, r in self._retired.items() if r.expires_at <= now]:
+            retired = _first([h for h, r in self._retired.items() if r.expires_at <= now], limit)
+            for h in retired:
                 del self._retired[h]
-            return len(dead)
+            return max(len(dead), len(retired))
 
 
 class MemoryOtps(_Repo, OtpRepository):
-    def __init__(self, lock: threading.RLock) -> None:
-        super().__init__(lock)
+    _STATE = ("_by_key",)
+
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._by_key: dict[tuple[str, str], OtpChallenge] = {}
 
     def _find(self, challenge_id: str) -> OtpChallenge | None:
@@ -188,6 +241,7 @@ class MemoryOtps(_Repo, OtpRepository):
         return None
 
     def _replace(self, challenge: OtpChallenge) -> None:
+        self._write()
         self._by_key[(challenge.email, challenge.purpose)] = challenge
 
     def put(self, challenge: OtpChallenge) -> None:
@@ -210,6 +264,7 @@ class MemoryOtps(_Repo, OtpRepository):
         with self._lock:
             c = self._find(challenge_id)
             if c is not None:
+                self._write()
                 del self._by_key[(c.email, c.purpose)]
 
     def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
@@ -234,21 +289,25 @@ class MemoryOtps(_Repo, OtpRepository):
             self._replace(attrs.evolve(c, consumed_at=now))
             return True
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         with self._lock:
-            dead = [k for k, c in self._by_key.items() if c.expires_at <= now or c.consumed_at is not None]
+            dead = _first([k for k, c in self._by_key.items() if c.expires_at <= now or c.consumed_at is not None], limit)
+            self._write()
             for k in dead:
                 del self._by_key[k]
             return len(dead)
 
 
 class MemoryResetTokens(_Repo, ResetTokenRepository):
-    def __init__(self, lock: threading.RLock) -> None:
-        super().__init__(lock)
+    _STATE = ("_by_hash",)
+
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._by_hash: dict[str, ResetToken] = {}
 
     def put(self, token: ResetToken) -> None:
         with self._lock:
+            self._write()
             for h in [h for h, t in self._by_hash.items() if t.user_id == token.user_id and t.consumed_at is None]:
                 del self._by_hash[h]
             self._by_hash[token.token_hash] = token
@@ -263,27 +322,32 @@ class MemoryResetTokens(_Repo, ResetTokenRepository):
             if t is None or t.consumed_at is not None or now >= t.expires_at:
                 return None
             used = attrs.evolve(t, consumed_at=now)
+            self._write()
             self._by_hash[token_hash] = used
             return used
 
     def delete_for_user(self, user_id: str) -> int:
         with self._lock:
             dead = [h for h, t in self._by_hash.items() if t.user_id == user_id]
+            self._write()
             for h in dead:
                 del self._by_hash[h]
             return len(dead)
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         with self._lock:
-            dead = [h for h, t in self._by_hash.items() if t.expires_at <= now or t.consumed_at is not None]
+            dead = _first([h for h, t in self._by_hash.items() if t.expires_at <= now or t.consumed_at is not None], limit)
+            self._write()
             for h in dead:
                 del self._by_hash[h]
             return len(dead)
 
 
 class MemoryRateLimits(_Repo, RateLimitRepository):
-    def __init__(self, lock: threading.RLock) -> None:
-        super().__init__(lock)
+    _STATE = ("_counters",)
+
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._counters: dict[str, CounterState] = {}
 
     def hit(self, key: str, now: datetime, expires_at: datetime, amount: int = 1) -> CounterState:
@@ -293,6 +357,7 @@ class MemoryRateLimits(_Repo, RateLimitRepository):
                 state = CounterState(amount, expires_at)
             else:
                 state = CounterState(state.count + amount, state.expires_at)
+            self._write()
             self._counters[key] = state
             return state
 
@@ -303,25 +368,28 @@ class MemoryRateLimits(_Repo, RateLimitRepository):
 
     def reset(self, key: str) -> None:
         with self._lock:
+            self._write()
             self._counters.pop(key, None)
 
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         with self._lock:
-            dead = [k for k, s in self._counters.items() if s.expires_at <= now]
+            dead = _first([k for k, s in self._counters.items() if s.expires_at <= now], limit)
+            self._write()
             for k in dead:
                 del self._counters[k]
             return len(dead)
 
 
 class MemoryAudit(_Repo, AuditRepository):
-    def __init__(self, lock: threading.RLock) -> None:
-        super().__init__(lock)
+    def __init__(self, lock: threading.RLock, unit: _Unit | None = None) -> None:
+        super().__init__(lock, unit)
         self._events: list[AuditEvent] = []
         self._ids = itertools.count(1)
 
     def append(self, event: AuditEvent) -> AuditEvent:
         with self._lock:
             stored = attrs.evolve(event, id=str(next(self._ids)))
+            self._write()
             self._events.append(stored)
             return stored
 
@@ -349,11 +417,22 @@ class MemoryAudit(_Repo, AuditRepository):
         out.sort(key=lambda e: e.occurred_at)  # stable: ties keep append order
         return out[:limit]
 
-    def purge_before(self, cutoff: datetime) -> int:
+    # Append-only between purges, and a purge replaces the list: the list
+    # object and its length are enough to undo (no copy of the whole log).
+    def _snapshot(self) -> Any:
+        return (self._events, len(self._events))
+
+    def _restore(self, state: Any) -> None:
+        events, length = state
+        self._events = events[:length]
+
+    def purge_before(self, cutoff: datetime, *, limit: int | None = None) -> int:
         with self._lock:
-            before = len(self._events)
-            self._events = [e for e in self._events if e.occurred_at >= cutoff]
-            return before - len(self._events)
+            self._write()
+            old = sorted((e for e in self._events if e.occurred_at < cutoff), key=lambda e: e.occurred_at)
+            doomed = {id(e) for e in _first(old, limit)}
+            self._events = [e for e in self._events if id(e) not in doomed]
+            return len(doomed)
 
 
 class MemoryStore(Store):
@@ -361,9 +440,30 @@ class MemoryStore(Store):
 
     def __init__(self) -> None:
         lock = threading.RLock()
-        self.users = MemoryUsers(lock)
-        self.sessions = MemorySessions(lock, self.users)
-        self.otps = MemoryOtps(lock)
-        self.reset_tokens = MemoryResetTokens(lock)
-        self.rate_limits = MemoryRateLimits(lock)
-        self.audit = MemoryAudit(lock)
+        self._lock = lock
+        self._unit = unit = _Unit()
+        self.users = MemoryUsers(lock, unit)
+        self.sessions = MemorySessions(lock, self.users, unit)
+        self.otps = MemoryOtps(lock, unit)
+        self.reset_tokens = MemoryResetTokens(lock, unit)
+        self.rate_limits = MemoryRateLimits(lock, unit)
+        self.audit = MemoryAudit(lock, unit)
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """All or nothing: the block's writes are undone if it raises (a nested
+        block is a savepoint). Other threads wait until the block ends."""
+        with self._lock:
+            frames = self._unit.frames
+            frames.append({})
+            try:
+                yield
+            except BaseException:
+                for repo, state in reversed(list(frames.pop().values())):
+                    repo._restore(state)
+                raise
+            else:
+                done = frames.pop()
+                if frames:  # merge into the enclosing block: its rollback undoes these writes too
+                    for key, saved in done.items():
+                        frames[-1].setdefault(key, saved)

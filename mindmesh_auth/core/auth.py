@@ -26,6 +26,7 @@ from .models import (
     AuditEventType,
     LoginChallenge,
     LoginResult,
+    OtpChallenge,
     RequestContext,
     Session,
     SessionWithUser,
@@ -73,13 +74,18 @@ class AuthService:
             updated_at=now,
             profile=extras,
         )
-        try:
+
+        def create() -> User:
             stored = k.store.users.add(user)
+            k.auditor.record(AuditEventType.REGISTRATION_SUCCESS, now, ctx, user_id=stored.id, email=canonical)
+            return stored
+
+        try:
+            return k.unit(create)
         except DuplicateKeyError:
+            # A failure row: written outside the (rolled back) unit, kept on purpose.
             k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="email_taken")
             raise EmailAlreadyRegistered() from None
-        k.auditor.record(AuditEventType.REGISTRATION_SUCCESS, now, ctx, user_id=stored.id, email=canonical)
-        return stored
 
     # -- login ----------------------------------------------------------
     def login(self, email: str, password: str, *, context: RequestContext | None = None) -> LoginChallenge:
@@ -130,37 +136,48 @@ class AuthService:
         if k.purpose(purpose) != "login":
             raise ValidationError('verify_otp() completes a login; use otp.verify() for other purposes.', field="purpose")
         entered = self._otp.parse_code(code)
-        challenge = self._otp.check(canonical, entered, "login", ctx)
-        now = k.now()
-        if challenge is None:
-            k.auditor.record(AuditEventType.LOGIN_FAILED, now, ctx, email=canonical, reason="invalid_otp")
+        refresh_token = random_token(k.rng, REFRESH_TOKEN_BYTES)
+        session_id = new_id(k.rng)
+
+        def open_session(challenge: OtpChallenge) -> tuple[User | None, datetime]:
+            # Runs in the unit that consumes the code: the session and its audit
+            # rows exist together with the consumed code, or none of them does.
+            now = k.now()
+            user = k.store.users.get(challenge.user_id) if challenge.user_id else None
+            if user is None or user.blocked:
+                return None, now  # the code is still spent; the failure is audited outside
+            k.auditor.record(AuditEventType.OTP_VERIFIED, now, ctx, user_id=user.id, email=canonical, reason="login")
+            k.store.sessions.add(
+                Session(
+                    id=session_id,
+                    user_id=user.id,
+                    refresh_hash=k.keys.digest("refresh", refresh_token),
+                    created_at=now,
+                    expires_at=now + k.config.session_ttl,
+                    last_active_at=now,
+                    ip_address=ctx.ip_address,
+                    user_agent=ctx.user_agent,
+                )
+            )
+            k.auditor.record(AuditEventType.LOGIN_SUCCESS, now, ctx, user_id=user.id, email=canonical, session_id=session_id)
+            return user, now
+
+        outcome = self._otp.check(canonical, entered, "login", ctx, on_success=open_session)
+        if outcome is None:
+            k.auditor.record(AuditEventType.LOGIN_FAILED, k.now(), ctx, email=canonical, reason="invalid_otp")
             raise InvalidOtp()
-        user = k.store.users.get(challenge.user_id) if challenge.user_id else None
-        if user is None or user.blocked:
+        challenge, (user, now) = outcome
+        if user is None:
             k.auditor.record(
                 AuditEventType.LOGIN_FAILED, now, ctx, user_id=challenge.user_id, email=canonical, reason="blocked"
             )
             raise InvalidOtp()
-        k.auditor.record(AuditEventType.OTP_VERIFIED, now, ctx, user_id=user.id, email=canonical, reason="login")
-        refresh_token = random_token(k.rng, REFRESH_TOKEN_BYTES)
-        session = Session(
-            id=new_id(k.rng),
-            user_id=user.id,
-            refresh_hash=k.keys.digest("refresh", refresh_token),
-            created_at=now,
-            expires_at=now + k.config.session_ttl,
-            last_active_at=now,
-            ip_address=ctx.ip_address,
-            user_agent=ctx.user_agent,
-        )
-        k.store.sessions.add(session)
-        k.auditor.record(AuditEventType.LOGIN_SUCCESS, now, ctx, user_id=user.id, email=canonical, session_id=session.id)
-        access = k.codec.encode(user_id=user.id, session_id=session.id, email=user.email, now=now, rng=k.rng)
+        access = k.codec.encode(user_id=user.id, session_id=session_id, email=user.email, now=now, rng=k.rng)
         return LoginResult(
             access_token=access,
             refresh_token=refresh_token,
             user=user,
-            session_id=session.id,
+            session_id=session_id,
             expires_in=int(k.config.access_token_ttl.total_seconds()),
         )
 
@@ -212,10 +229,19 @@ class AuthService:
         if session is not None:
             user = self._usable(session, now)
             successor = self._successor(refresh_token)
-            if k.store.sessions.rotate(session.id, token_hash, k.keys.digest("refresh", successor), now):
+            live: Session = session
+
+            def rotate() -> bool:
+                # The rotation and its audit row commit together: a failure leaves
+                # the presented token current, so the client's retry is no replay.
+                if not k.store.sessions.rotate(live.id, token_hash, k.keys.digest("refresh", successor), now):
+                    return False
                 k.auditor.record(
-                    AuditEventType.SESSION_REFRESHED, now, ctx, user_id=user.id, email=user.email, session_id=session.id
+                    AuditEventType.SESSION_REFRESHED, now, ctx, user_id=user.id, email=user.email, session_id=live.id
                 )
+                return True
+
+            if k.unit(rotate):
                 return self._pair(user, session.id, successor, now)
         retired = k.store.sessions.get_retired(token_hash)
         if retired is None:
@@ -228,7 +254,8 @@ class AuthService:
             if current is not None and current.refresh_hash == k.keys.digest("refresh", successor):
                 user = self._usable(current, now)
                 return self._pair(user, current.id, successor, now)
-        if age <= k.config.refresh_race_window:
+        window = k.config.refresh_race_window
+        if window and age <= window:  # a zero window is fully strict: even an immediate replay revokes
             raise InvalidRefreshToken()
         if k.store.sessions.revoke(retired.session_id, now, "refresh_reuse"):
             owner = k.store.sessions.get(retired.session_id)
@@ -269,11 +296,15 @@ class AuthService:
         ctx = k.context(context)
         sid = k.identifier(session_id, "session_id")
         now = k.now()
-        if not k.store.sessions.revoke(sid, now, "logout"):
-            return False
-        session = k.store.sessions.get(sid)
-        k.auditor.record(AuditEventType.LOGOUT, now, ctx, user_id=session.user_id if session else None, session_id=sid)
-        return True
+
+        def end() -> bool:
+            if not k.store.sessions.revoke(sid, now, "logout"):
+                return False
+            session = k.store.sessions.get(sid)
+            k.auditor.record(AuditEventType.LOGOUT, now, ctx, user_id=session.user_id if session else None, session_id=sid)
+            return True
+
+        return k.unit(end)
 
 
 def _check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:

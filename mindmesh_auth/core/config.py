@@ -109,20 +109,27 @@ class AuthConfig:
             )
         if not 4 <= self.bcrypt_rounds <= 31:
             raise ConfigurationError("bcrypt_rounds must be between 4 and 31.", variable="AUTH_BCRYPT_ROUNDS")
-        if not 1 <= self.password_min_length <= self.password_max_length <= 4096:
-            raise ConfigurationError("Invalid password length bounds.", variable="AUTH_PASSWORD_MIN_LENGTH")
+        if not 1 <= self.password_min_length <= self.password_max_length:
+            raise ConfigurationError(
+                "AUTH_PASSWORD_MIN_LENGTH must be at least 1 and at most password_max_length.",
+                variable="AUTH_PASSWORD_MIN_LENGTH",
+            )
+        if self.password_max_length > 4096:
+            raise ConfigurationError("password_max_length must be at most 4096.", variable="password_max_length")
         if self.otp_hash not in ("hmac", "bcrypt"):
             raise ConfigurationError('otp_hash must be "hmac" or "bcrypt".', variable="AUTH_OTP_HASH")
         if not timedelta(0) < self.otp_ttl <= timedelta(minutes=10):
             raise ConfigurationError("OTP_EXPIRY_MINUTES must be between 1 and 10.", variable="OTP_EXPIRY_MINUTES")
         if self.otp_max_attempts < 1:
-            raise ConfigurationError("otp_max_attempts must be positive.", variable="AUTH_OTP_MAX_ATTEMPTS")
+            raise ConfigurationError("otp_max_attempts must be positive.", variable="otp_max_attempts")
         if not timedelta(0) <= self.refresh_grace_period <= timedelta(seconds=30):
             raise ConfigurationError(
                 "The refresh grace period must be between 0 and 30 seconds.", variable="AUTH_REFRESH_GRACE_SECONDS"
             )
-        if self.session_ttl <= timedelta(0) or self.access_token_ttl <= timedelta(0):
-            raise ConfigurationError("Token lifetimes must be positive.", variable="SESSION_DAYS")
+        if self.session_ttl <= timedelta(0):
+            raise ConfigurationError("SESSION_DAYS must be positive.", variable="SESSION_DAYS")
+        if self.access_token_ttl <= timedelta(0):
+            raise ConfigurationError("ACCESS_TOKEN_MINUTES must be positive.", variable="ACCESS_TOKEN_MINUTES")
         if "login" not in self.otp_purposes:
             raise ConfigurationError('otp_purposes must include "login".', variable="otp_purposes")
         if not 1 <= self.smtp_port <= 65535:
@@ -206,8 +213,6 @@ class AuthConfig:
             kw["smtp_host"] = v
         if (v := number("SMTP_PORT")) is not None:
             kw["smtp_port"] = v
-            if v == 465 and text("SMTP_SECURITY") is None:
-                kw["smtp_security"] = "tls"
         if (v := text("SMTP_USER")) is not None:
             kw["smtp_user"] = v
         if (v := text("SMTP_PASS")) is not None:
@@ -216,6 +221,8 @@ class AuthConfig:
             kw["smtp_from"] = v
         if (v := text("SMTP_SECURITY")) is not None:
             kw["smtp_security"] = v.lower()
+        elif kw.get("smtp_port") == 465:
+            kw["smtp_security"] = "tls"  # 465 is the implicit-TLS port; an explicit SMTP_SECURITY wins
         if (v := number("SMTP_TIMEOUT", float)) is not None:
             kw["smtp_timeout"] = v
         if (v := text("AUTH_APP_NAME")) is not None:

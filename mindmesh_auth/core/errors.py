@@ -23,7 +23,9 @@ __all__ = [
     "NotFound",
     "RateLimited",
     "RefreshTokenReused",
+    "SchemaMismatch",
     "SessionNotFound",
+    "StorageConflict",
     "StorageError",
     "StorageUnavailable",
     "UserNotFound",
@@ -195,3 +197,22 @@ class DuplicateKeyError(StorageError):
 class StorageUnavailable(StorageError):
     code = "storage_unavailable"
     default_message = "The storage backend is unavailable."
+
+
+class StorageConflict(StorageError):
+    """The backend gave up on a unit of work to break a deadlock or a
+    serialization conflict (MariaDB 1213, PostgreSQL 40001/40P01, SQLite busy).
+    The core retries the whole unit a bounded number of times before raising it."""
+
+    code = "storage_conflict"
+    default_message = "The storage backend could not complete the operation because of concurrent changes; try again."
+
+
+class SchemaMismatch(StorageError):
+    """A table or column the store needs does not exist (the app's user model
+    changed, or the schema was never created or migrated). Not a 503: retrying
+    cannot help until the schema is fixed."""
+
+    code = "schema_mismatch"
+    status = 500
+    default_message = "The database schema does not match the store: create the schema or run a migration."

@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from typing import TypeVar
 
 from .audit import Auditor
 from .clock import to_millis
 from .config import AuthConfig
 from .context import resolve_context
 from .crypto import KeyRing
-from .errors import InvalidEmail, ValidationError
+from .errors import InvalidEmail, StorageConflict, ValidationError
 from .models import RequestContext
 from .passwords import PasswordHasher, PasswordPolicy
 from .ports import Clock, Mailer, Randomness, Store
@@ -26,6 +27,10 @@ EmailCanonicalizer = Callable[[str], str]
 
 _PURPOSE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _MAX_EMAIL = 254
+UNIT_ATTEMPTS = 3
+"""How many times a unit of work runs when the store reports a conflict (deadlock, serialization)."""
+
+T = TypeVar("T")
 
 
 class Kernel:
@@ -63,6 +68,24 @@ class Kernel:
 
     def now(self) -> datetime:
         return to_millis(self.clock.now())
+
+    def unit(self, work: Callable[[], T]) -> T:
+        """Run ``work`` as one unit of work (``store.atomic()``): all of its writes or none.
+
+        A ``StorageConflict`` (the backend broke a deadlock or a serialization
+        conflict by rolling the unit back) runs the whole unit again, at most
+        ``UNIT_ATTEMPTS`` times in all. ``work`` must therefore only read and
+        write through the store: no mail, no other network call.
+        """
+        attempt = 1
+        while True:
+            try:
+                with self.store.atomic():
+                    return work()
+            except StorageConflict:
+                if attempt >= UNIT_ATTEMPTS:
+                    raise
+                attempt += 1
 
     def context(self, explicit: RequestContext | None) -> RequestContext:
         return resolve_context(explicit)

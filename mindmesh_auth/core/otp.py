@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import TypeVar
 
 import bcrypt
 
@@ -12,6 +14,8 @@ from .kernel import Kernel
 from .models import AuditEventType, OtpChallenge, RequestContext, User
 
 __all__ = ["OtpEngine", "OtpService"]
+
+T = TypeVar("T")
 
 _CODE = re.compile(r"[0-9]{6}")
 CODE_DIGITS = 6
@@ -78,11 +82,28 @@ class OtpEngine:
                 AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=user.email, reason=purpose
             )
             raise
-        k.store.otps.mark_sent(challenge_id)
-        k.auditor.record(AuditEventType.OTP_SENT, now, ctx, user_id=user.id, email=user.email, reason=purpose)
 
-    def check(self, email: str, code: str, purpose: str, ctx: RequestContext) -> OtpChallenge | None:
-        """Verify and consume; returns the challenge for exactly one correct caller."""
+        def sent() -> None:
+            k.store.otps.mark_sent(challenge_id)
+            k.auditor.record(AuditEventType.OTP_SENT, now, ctx, user_id=user.id, email=user.email, reason=purpose)
+
+        k.unit(sent)
+
+    def check(
+        self,
+        email: str,
+        code: str,
+        purpose: str,
+        ctx: RequestContext,
+        *,
+        on_success: Callable[[OtpChallenge], T],
+    ) -> tuple[OtpChallenge, T] | None:
+        """Verify and consume: ``(challenge, on_success(challenge))`` for exactly one correct caller.
+
+        The attempt is counted, and a failure audited, outside any unit of work
+        (kept on purpose). Consuming the code and ``on_success`` (which only
+        touches the store) run as one unit: if it fails, the code is not spent.
+        """
         k = self.k
         now = k.now()
         fail_key = f"otp-fail:{email}"
@@ -100,9 +121,18 @@ class OtpEngine:
                 reason = "wrong_code"
                 if self._matches(challenge, code):
                     reason = "already_used"
-                    if k.store.otps.consume(challenge.id, now):
+                    found: OtpChallenge = challenge
+
+                    def finish() -> tuple[OtpChallenge, T] | None:
+                        if not k.store.otps.consume(found.id, now):
+                            return None
+                        result = on_success(found)
                         k.limiter.clear(fail_key)
-                        return challenge
+                        return found, result
+
+                    outcome = k.unit(finish)
+                    if outcome is not None:
+                        return outcome
         k.auditor.record(
             AuditEventType.OTP_FAILED,
             now,
@@ -150,12 +180,12 @@ class OtpService:
         if user is not None and user.blocked:
             k.auditor.record(AuditEventType.OTP_FAILED, k.now(), ctx, user_id=user.id, email=canonical, reason=f"{p}:blocked")
             return False
-        challenge = self._engine.check(canonical, entered, p, ctx)
-        if challenge is None:
-            return False
-        now = k.now()
-        k.auditor.record(AuditEventType.OTP_VERIFIED, now, ctx, user_id=challenge.user_id, email=canonical, reason=p)
-        if p == "email_verify" and challenge.user_id is not None:
-            k.store.users.set_email_verified(challenge.user_id, now)
-            k.auditor.record(AuditEventType.EMAIL_VERIFIED, now, ctx, user_id=challenge.user_id, email=canonical)
-        return True
+
+        def verified(challenge: OtpChallenge) -> None:
+            now = k.now()
+            k.auditor.record(AuditEventType.OTP_VERIFIED, now, ctx, user_id=challenge.user_id, email=canonical, reason=p)
+            if p == "email_verify" and challenge.user_id is not None:
+                k.store.users.set_email_verified(challenge.user_id, now)
+                k.auditor.record(AuditEventType.EMAIL_VERIFIED, now, ctx, user_id=challenge.user_id, email=canonical)
+
+        return self._engine.check(canonical, entered, p, ctx, on_success=verified) is not None

@@ -102,9 +102,19 @@ class PasswordService:
             raise InvalidResetToken()
         k.policy.check_new(new_password, email=user.email)
         new_hash = k.hasher.hash(new_password)
-        if k.store.reset_tokens.consume(token_hash, now) is None:
+        found: User = user
+
+        def apply() -> bool:
+            # Spending the token and replacing the password are one unit: a failure
+            # leaves the token usable for a retry, never a half-done reset.
+            if k.store.reset_tokens.consume(token_hash, now) is None:
+                return False
+            self._replace_password_writes(found, new_hash, ctx, AuditEventType.PASSWORD_RESET_COMPLETED, keep_session=None)
+            return True
+
+        if not k.unit(apply):
             raise InvalidResetToken()
-        self._replace_password(user, new_hash, ctx, AuditEventType.PASSWORD_RESET_COMPLETED, keep_session=None)
+        self._after_password_replaced(found, ctx, AuditEventType.PASSWORD_RESET_COMPLETED)
 
     def change(
         self,
@@ -130,25 +140,39 @@ class PasswordService:
             raise InvalidPassword("The current password is wrong.")
         k.limiter.clear(fail_key)
         k.policy.check_new(new_password, email=user.email)
-        self._replace_password(
-            user, k.hasher.hash(new_password), ctx, AuditEventType.PASSWORD_CHANGED, keep_session=keep_session_id
+        new_hash = k.hasher.hash(new_password)
+        found: User = user
+        k.unit(
+            lambda: self._replace_password_writes(
+                found, new_hash, ctx, AuditEventType.PASSWORD_CHANGED, keep_session=keep_session_id
+            )
         )
+        self._after_password_replaced(found, ctx, AuditEventType.PASSWORD_CHANGED)
 
-    def _replace_password(
+    def _replace_password_writes(
         self, user: User, new_hash: str, ctx: RequestContext, event: AuditEventType, keep_session: str | None
     ) -> None:
+        """The writes of a password change, for one unit of work. Sessions are
+        revoked BEFORE the hash is replaced: on a store that compensates instead
+        of rolling back, a partial state is old password + revoked sessions,
+        never the new password beside a live old session."""
         k = self._k
         now = k.now()
-        k.store.users.set_password_hash(user.id, new_hash, now)
         if keep_session is None:
             k.store.sessions.revoke_all_for_user(user.id, now, "password_changed")
         else:
             for session in k.store.sessions.list_for_user(user.id, now=now):
                 if session.id != keep_session:
                     k.store.sessions.revoke(session.id, now, "password_changed")
+        k.store.users.set_password_hash(user.id, new_hash, now)
         k.store.reset_tokens.delete_for_user(user.id)
         k.limiter.clear(f"login-fail:{user.email}")
         k.auditor.record(event, now, ctx, user_id=user.id, email=user.email)
+
+    def _after_password_replaced(self, user: User, ctx: RequestContext, event: AuditEventType) -> None:
+        """After the unit committed: mail the notice (never inside a unit)."""
+        k = self._k
+        now = k.now()
         try:
             k.mailer.send(k.templates.render("password_changed", to=user.email))
         except DeliveryFailed:

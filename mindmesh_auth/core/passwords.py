@@ -51,7 +51,7 @@ class PasswordPolicy:
             raise InvalidPassword("The password must not contain control characters.")
         if email:
             lowered = normalized.casefold()
-            local = email.split("@", 1)[0].casefold()
+            local = email.rpartition("@")[0].casefold()  # the domain never holds an "@"
             if lowered in (email.casefold(), local):
                 raise InvalidPassword("The password must not be your email address.")
         return pw

@@ -12,7 +12,9 @@ precision; adapters must return them the same way.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -150,8 +152,13 @@ class SessionRepository(abc.ABC):
         """A user's sessions, newest first; only active ones unless ``include_inactive``."""
 
     @abc.abstractmethod
-    def purge_expired(self, now: datetime) -> int:
-        """Delete sessions (and their retired hashes) whose ``expires_at <= now``."""
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        """Delete sessions (and their retired hashes) whose ``expires_at <= now``.
+
+        With ``limit``, at most that many sessions and at most that many retired
+        hashes (``expires_at <= now``) go: a bounded batch, short locks on big
+        tables. Returns the larger of the two counts, so a caller that repeats
+        while it gets ``limit`` drains both."""
 
 
 class OtpRepository(abc.ABC):
@@ -187,8 +194,9 @@ class OtpRepository(abc.ABC):
         """Mark consumed. Atomic: ``True`` for exactly one caller, only if unconsumed and unexpired."""
 
     @abc.abstractmethod
-    def purge_expired(self, now: datetime) -> int:
-        """Delete challenges whose ``expires_at <= now`` or that are consumed."""
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        """Delete challenges whose ``expires_at <= now`` or that are consumed
+        (at most ``limit`` of them when given); returns how many."""
 
 
 class ResetTokenRepository(abc.ABC):
@@ -212,8 +220,9 @@ class ResetTokenRepository(abc.ABC):
         """Delete every reset token of the user; returns how many."""
 
     @abc.abstractmethod
-    def purge_expired(self, now: datetime) -> int:
-        """Delete tokens whose ``expires_at <= now`` or that are consumed."""
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        """Delete tokens whose ``expires_at <= now`` or that are consumed
+        (at most ``limit`` of them when given); returns how many."""
 
 
 @attrs.frozen
@@ -243,8 +252,8 @@ class RateLimitRepository(abc.ABC):
         """Delete the counter ``key``."""
 
     @abc.abstractmethod
-    def purge_expired(self, now: datetime) -> int:
-        """Delete counters whose ``expires_at <= now``."""
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        """Delete counters whose ``expires_at <= now`` (at most ``limit`` when given); returns how many."""
 
 
 class AuditRepository(abc.ABC):
@@ -271,8 +280,9 @@ class AuditRepository(abc.ABC):
         """
 
     @abc.abstractmethod
-    def purge_before(self, cutoff: datetime) -> int:
-        """Delete events with ``occurred_at < cutoff``."""
+    def purge_before(self, cutoff: datetime, *, limit: int | None = None) -> int:
+        """Delete events with ``occurred_at < cutoff`` (at most ``limit``, oldest first, when given);
+        returns how many."""
 
 
 class Store(abc.ABC):
@@ -284,6 +294,27 @@ class Store(abc.ABC):
     reset_tokens: ResetTokenRepository
     rate_limits: RateLimitRepository
     audit: AuditRepository
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A unit of work: the repository calls made inside the block take effect
+        together or not at all.
+
+        On a normal exit every write of the block is kept; when the block raises,
+        none of them is (the exception propagates). Units nest: an inner block is
+        part of the outer one. A unit holds no lock on anything outside the store
+        and never spans a network call other than the store's own (the core never
+        mails inside one).
+
+        A backend with transactions runs the block as one transaction and raises
+        ``StorageConflict`` for a deadlock or serialization failure (the core
+        retries the whole unit a bounded number of times). A backend without them
+        undoes the block's writes itself (compensation), except the writes that
+        are safe or meant to stay: revocations, rate-limit hits, counted attempts
+        (``register_attempt``) and purges. The default runs the block with no
+        unit at all: every write commits alone. Every shipped store overrides it,
+        and the contract suite's fault cases fail for a store that does not.
+        """
+        return contextlib.nullcontext()
 
     def create_schema(self) -> None:  # noqa: B027 - optional hook
         """Create tables, collections or indexes. Idempotent. Default: nothing to do."""

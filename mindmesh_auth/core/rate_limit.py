@@ -26,12 +26,6 @@ class RateLimiter:
         if state.count > limit.count:
             raise RateLimited(retry_after=_seconds_until(state.expires_at, now))
 
-    def check(self, key: str, limit: Limit, now: datetime) -> None:
-        """Raise ``RateLimited`` if the limit is already used up (counts nothing)."""
-        state = self._counters.get(key, now)
-        if state is not None and state.count >= limit.count:
-            raise RateLimited(retry_after=_seconds_until(state.expires_at, now))
-
     def clear(self, key: str) -> None:
         self._counters.reset(key)
 

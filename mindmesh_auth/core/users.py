@@ -36,9 +36,14 @@ class UserService:
         ctx = k.context(context)
         user = self.get_by_id(user_id)
         now = k.now()
-        k.store.users.set_blocked(user.id, True, now)
-        k.store.sessions.revoke_all_for_user(user.id, now, "blocked")
-        k.auditor.record(AuditEventType.ACCOUNT_BLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+
+        def block() -> None:
+            k.store.users.set_blocked(user.id, True, now)
+            k.store.sessions.revoke_all_for_user(user.id, now, "blocked")
+            k.auditor.record(AuditEventType.ACCOUNT_BLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+        k.unit(block)
 
     def unblock(self, user_id: str, *, context: RequestContext | None = None) -> None:
         """Allow login again; old sessions stay revoked. Idempotent."""
@@ -46,16 +51,26 @@ class UserService:
         ctx = k.context(context)
         user = self.get_by_id(user_id)
         now = k.now()
-        k.store.users.set_blocked(user.id, False, now)
-        k.auditor.record(AuditEventType.ACCOUNT_UNBLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+
+        def unblock() -> None:
+            k.store.users.set_blocked(user.id, False, now)
+            k.auditor.record(AuditEventType.ACCOUNT_UNBLOCKED, now, ctx, user_id=user.id, email=user.email)
+
+        k.unit(unblock)
 
     def mark_email_verified(self, user_id: str, *, context: RequestContext | None = None) -> None:
         k = self._k
         ctx = k.context(context)
         user = self.get_by_id(user_id)
         now = k.now()
-        k.store.users.set_email_verified(user.id, now)
-        k.auditor.record(AuditEventType.EMAIL_VERIFIED, now, ctx, user_id=user.id, email=user.email)
+
+
+        def verified() -> None:
+            k.store.users.set_email_verified(user.id, now)
+            k.auditor.record(AuditEventType.EMAIL_VERIFIED, now, ctx, user_id=user.id, email=user.email)
+
+        k.unit(verified)
 
 
 class SessionService:
@@ -78,20 +93,30 @@ class SessionService:
         ctx = k.context(context)
         session = self.get(session_id)
         now = k.now()
-        revoked = k.store.sessions.revoke(session.id, now, "revoked")
-        if revoked:
-            k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=session.user_id, session_id=session.id)
-        return revoked
+
+
+        def revoke() -> bool:
+            revoked = k.store.sessions.revoke(session.id, now, "revoked")
+            if revoked:
+                k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=session.user_id, session_id=session.id)
+            return revoked
+
+        return k.unit(revoke)
 
     def revoke_all(self, user_id: str, *, context: RequestContext | None = None) -> int:
         k = self._k
         ctx = k.context(context)
         uid = k.identifier(user_id, "user_id")
         now = k.now()
-        count = k.store.sessions.revoke_all_for_user(uid, now, "revoked")
-        if count:
-            k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=uid, reason=f"all:{count}")
-        return count
+
+
+        def revoke_all() -> int:
+            count = k.store.sessions.revoke_all_for_user(uid, now, "revoked")
+            if count:
+                k.auditor.record(AuditEventType.SESSION_REVOKED, now, ctx, user_id=uid, reason=f"all:{count}")
+            return count
+
+        return k.unit(revoke_all)
 
 
 class AuditService:

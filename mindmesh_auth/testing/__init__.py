@@ -2,6 +2,7 @@
 
 - :class:`StoreContract`: the pytest suite every storage backend passes.
   Bind it with a ``Test...`` subclass that overrides the ``store`` fixture.
+- :class:`FaultyStore`: wraps a store and makes its k-th write fail (fault injection).
 - :class:`FakeClock`, :class:`SeededRandomness`: control time and secrets.
 - :class:`Outbox`: an in-memory mailer that lets tests read codes and tokens.
 - :func:`test_config`: an :class:`AuthConfig` with fast bcrypt for tests.
@@ -10,8 +11,9 @@
 from ..adapters.mail import Outbox
 from .clock import FakeClock, SeededRandomness
 from .config import test_config
+from .faults import FaultyStore
 
-__all__ = ["FakeClock", "Outbox", "SeededRandomness", "StoreContract", "test_config"]
+__all__ = ["FakeClock", "FaultyStore", "Outbox", "SeededRandomness", "StoreContract", "test_config"]
 
 
 def __getattr__(name: str) -> object:

@@ -51,6 +51,7 @@ from ..core.ports import Store
 from ..facade import MindmeshAuth
 from .clock import FakeClock
 from .config import test_config
+from .fault_cases import FaultContract
 
 __all__ = ["StoreContract"]
 
@@ -123,8 +124,12 @@ def _reset(n: int, user_id: str, *, ttl: timedelta = timedelta(hours=1)) -> Rese
     )
 
 
-class StoreContract:
-    """The shared suite. Subclasses override the ``store`` fixture (see module doc)."""
+class StoreContract(FaultContract):
+    """The shared suite. Subclasses override the ``store`` fixture (see module doc).
+
+    It includes :class:`~mindmesh_auth.testing.fault_cases.FaultContract`: every
+    operation all or nothing when any storage write fails (``store.atomic()``).
+    """
 
     race_threads: int = 20
     profile_fields: dict[str, Any] = {"first_name": "Ada", "role": "admin"}
@@ -581,6 +586,40 @@ class StoreContract:
         store.audit.append(self._event(AuditEventType.LOGOUT, T0 + timedelta(days=40)))
         assert store.audit.purge_before(T0 + timedelta(days=30)) == 1
         assert len(store.audit.query()) == 1
+
+    def test_purges_with_a_limit_delete_bounded_batches(self, store: Store) -> None:
+        user = self._with_user(store)
+        for n in range(1, 6):
+            store.sessions.add(_session(n, user, ttl=timedelta(hours=1)))
+            store.rate_limits.hit(f"key-{n}", T0, T0 + timedelta(minutes=1))
+            store.audit.append(self._event(AuditEventType.LOGOUT, T0 + timedelta(seconds=n)))
+        for n in range(1, 4):
+            store.sessions.rotate(_session(n, user).id, f"refresh-hash-{n}", f"refresh-hash-{n}b", T0)
+        store.reset_tokens.put(_reset(1, user.id, ttl=timedelta(minutes=1)))
+        store.otps.put(_challenge(1))
+        store.otps.put(_challenge(2, email="user2@example.com"))
+        store.otps.put(_challenge(3, email="user3@example.com"))
+        later = T0 + timedelta(days=1)
+        assert store.sessions.purge_expired(later, limit=2) == 2
+        assert store.sessions.purge_expired(later, limit=2) == 2
+        assert store.sessions.purge_expired(later, limit=2) == 1
+        assert store.sessions.purge_expired(later, limit=2) == 0
+        assert all(store.sessions.get_retired(f"refresh-hash-{n}") is None for n in range(1, 4))
+        assert [store.rate_limits.purge_expired(later, limit=3) for _ in range(3)] == [3, 2, 0]
+        assert [store.otps.purge_expired(later, limit=2) for _ in range(3)] == [2, 1, 0]
+        assert store.reset_tokens.purge_expired(later, limit=1) == 1
+        # the oldest audit rows go first
+        assert store.audit.purge_before(T0 + timedelta(seconds=10), limit=2) == 2
+        assert [e.occurred_at for e in store.audit.query()] == [T0 + timedelta(seconds=n) for n in (3, 4, 5)]
+
+    def test_purge_expired_drains_every_table_in_batches(self, auth: MindmeshAuth, outbox: Outbox, clock: FakeClock) -> None:
+        for n in range(5):
+            self._logged_in(auth, outbox, f"user{n}@example.com")
+        clock.advance(days=8)
+        counts = auth.purge_expired(batch_size=2)
+        assert counts["sessions"] == 5
+        assert counts["otp_challenges"] == 5
+        assert auth.purge_expired(batch_size=2) == {"sessions": 0, "otp_challenges": 0, "reset_tokens": 0, "rate_limits": 0}
 
     # ======================================================================
     # The rules end to end, through the facade, on this store

@@ -4,10 +4,19 @@ Every rule the ports mark *atomic* is one single-document operation with its
 guard in the filter (``find_one_and_update``, ``update_one`` +
 ``modified_count``, ``replace_one`` with ``upsert``). Nothing reads a document
 in Python and then writes it back.
+
+Inside a unit of work (``MongoStore.atomic``) every write records how to undo
+itself (see ``_unit.py``): the document it replaced is captured by the write
+itself (``return_document=BEFORE``, ``find_one_and_replace``,
+``find_one_and_delete``), never by a separate read. Each undo is guarded: it
+reverts a value only while it still holds what this unit wrote, deletes only
+the document this unit created, and re-inserts a deleted document only where
+no newer one took its key.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
@@ -41,6 +50,7 @@ from ...core.ports import (
     UserRepository,
 )
 from ._common import from_db, integer, optional_text, optional_to_db, storage_op, text, to_db
+from ._unit import UnitOfWork, reinsert, restore_fields, take_all
 
 __all__ = [
     "MongoAudit",
@@ -56,8 +66,19 @@ _HIT_ATTEMPTS = 8  # rate-limit hit: bounded retries of the find/restart/insert 
 
 
 class _Repo:
-    def __init__(self, serial: AbstractContextManager[Any]) -> None:
+    def __init__(self, serial: AbstractContextManager[Any], unit: UnitOfWork | None = None) -> None:
         self._serial = serial
+        self._unit = unit if unit is not None else UnitOfWork(serial)
+
+
+def _upsert(unit: UnitOfWork, c: Collection[Doc], flt: Doc, doc: Doc) -> Doc | None:
+    """Replace the document matching ``flt`` with ``doc`` (insert if none). Inside a unit
+    the replaced document is returned (``find_one_and_replace``, the same single-document
+    write), for the undo; outside one, ``None``."""
+    if unit.open:
+        return c.find_one_and_replace(dict(flt), dict(doc), upsert=True, return_document=ReturnDocument.BEFORE)
+    c.replace_one(dict(flt), dict(doc), upsert=True)
+    return None
 
 
 # -- users -------------------------------------------------------------------
@@ -115,14 +136,17 @@ def _user(doc: Mapping[str, Any]) -> User:
 class MongoUsers(_Repo, UserRepository):
     """``_id`` is the user id; every extra key of the document is a profile field."""
 
-    def __init__(self, serial: AbstractContextManager[Any], users: Collection[Doc]) -> None:
-        super().__init__(serial)
+    def __init__(self, serial: AbstractContextManager[Any], users: Collection[Doc], unit: UnitOfWork | None = None) -> None:
+        super().__init__(serial, unit)
         self._c = users
 
     @storage_op
     def add(self, user: User) -> User:
         doc = _user_doc(user)
-        self._c.insert_one(doc)  # unique _id and unique email: DuplicateKeyError
+        # Undo: delete exactly the document this call created (harmless if it never ran).
+        undo = functools.partial(self._c.delete_one, {"_id": doc["_id"], "email": doc["email"]})
+        with self._unit.writing("users.add", undo):
+            self._c.insert_one(doc)  # unique _id and unique email: DuplicateKeyError
         return _user(doc)
 
     @storage_op
@@ -135,23 +159,42 @@ class MongoUsers(_Repo, UserRepository):
         doc = self._c.find_one({"email": text(email, "email")})
         return _user(doc) if doc else None
 
-    def _set(self, user_id: str, changes: Doc) -> bool:
-        return self._c.update_one({"_id": text(user_id, "user_id")}, {"$set": changes}).matched_count == 1
+    def _set(self, label: str, user_id: str, field: str, value: object, now: datetime) -> bool:
+        """Set ``field`` (and ``updated_at``); inside a unit, remember the values it replaced."""
+        uid, when = text(user_id, "user_id"), to_db(now, "now")
+        before = self._c.find_one_and_update(
+            {"_id": uid},
+            {"$set": {field: value, "updated_at": when}},
+            projection={field: True, "updated_at": True},
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is None:
+            return False
+        self._unit.record(label, functools.partial(self._unset, uid, field, value, when, before))
+        return True
+
+    def _unset(self, uid: str, field: str, value: object, when: datetime, before: Doc) -> None:
+        """Undo of :meth:`_set`: only while ``field`` still holds the value the unit wrote;
+        ``updated_at`` goes back too unless someone has touched the user since."""
+        guard = {"_id": uid, field: value}
+        if self._c.update_one({**guard, "updated_at": when}, restore_fields(before, (field, "updated_at"))).matched_count:
+            return
+        self._c.update_one(guard, restore_fields(before, (field,)))
 
     @storage_op
     def set_password_hash(self, user_id: str, password_hash: str, now: datetime) -> bool:
-        changes = {"password_hash": text(password_hash, "password_hash"), "updated_at": to_db(now, "now")}
-        return self._set(user_id, changes)
+        new = text(password_hash, "password_hash")
+        return self._set("users.set_password_hash", user_id, "password_hash", new, now)
 
     @storage_op
     def set_blocked(self, user_id: str, blocked: bool, now: datetime) -> bool:
         if type(blocked) is not bool:
             raise ValidationError("blocked must be a bool.", field="blocked")
-        return self._set(user_id, {"blocked": blocked, "updated_at": to_db(now, "now")})
+        return self._set("users.set_blocked", user_id, "blocked", blocked, now)
 
     @storage_op
     def set_email_verified(self, user_id: str, now: datetime) -> bool:
-        return self._set(user_id, {"email_verified": True, "updated_at": to_db(now, "now")})
+        return self._set("users.set_email_verified", user_id, "email_verified", True, now)
 
     @storage_op
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
@@ -187,6 +230,9 @@ def _retired(doc: Mapping[str, Any]) -> RetiredRefreshToken:
     )
 
 
+_ROTATED_FIELDS = ("last_active_at", "previous_hash", "previous_rotated_at")
+
+
 class MongoSessions(_Repo, SessionRepository):
     """Sessions (``_id`` = session id) and retired refresh hashes (``_id`` = the hash).
 
@@ -203,8 +249,9 @@ class MongoSessions(_Repo, SessionRepository):
         sessions: Collection[Doc],
         retired: Collection[Doc],
         users: Collection[Doc],
+        unit: UnitOfWork | None = None,
     ) -> None:
-        super().__init__(serial)
+        super().__init__(serial, unit)
         self._c = sessions
         self._retired = retired
         self._users = users
@@ -213,20 +260,21 @@ class MongoSessions(_Repo, SessionRepository):
     def add(self, session: Session) -> None:
         if not isinstance(session, Session):
             raise ValidationError("session must be a Session.", field="session")
-        self._c.insert_one(
-            {
-                "_id": text(session.id, "session_id"),
-                "user_id": text(session.user_id, "user_id"),
-                "refresh_hash": text(session.refresh_hash, "refresh_hash"),
-                "created_at": to_db(session.created_at, "created_at"),
-                "expires_at": to_db(session.expires_at, "expires_at"),
-                "last_active_at": to_db(session.last_active_at, "last_active_at"),
-                "revoked_at": optional_to_db(session.revoked_at, "revoked_at"),
-                "revoke_reason": optional_text(session.revoke_reason, "revoke_reason"),
-                "ip_address": optional_text(session.ip_address, "ip_address"),
-                "user_agent": optional_text(session.user_agent, "user_agent"),
-            }
-        )
+        doc = {
+            "_id": text(session.id, "session_id"),
+            "user_id": text(session.user_id, "user_id"),
+            "refresh_hash": text(session.refresh_hash, "refresh_hash"),
+            "created_at": to_db(session.created_at, "created_at"),
+            "expires_at": to_db(session.expires_at, "expires_at"),
+            "last_active_at": to_db(session.last_active_at, "last_active_at"),
+            "revoked_at": optional_to_db(session.revoked_at, "revoked_at"),
+            "revoke_reason": optional_text(session.revoke_reason, "revoke_reason"),
+            "ip_address": optional_text(session.ip_address, "ip_address"),
+            "user_agent": optional_text(session.user_agent, "user_agent"),
+        }
+        undo = functools.partial(self._c.delete_one, {"_id": doc["_id"], "user_id": doc["user_id"]})
+        with self._unit.writing("sessions.add", undo):
+            self._c.insert_one(doc)
 
     @storage_op
     def get(self, session_id: str) -> Session | None:
@@ -267,11 +315,13 @@ class MongoSessions(_Repo, SessionRepository):
                     "previous_rotated_at": when,
                 }
             },
-            projection={"expires_at": True},
+            projection={field: True for field in ("expires_at", "refresh_hash", *_ROTATED_FIELDS)},
             return_document=ReturnDocument.BEFORE,
         )
         if before is None:
             return False
+        # Inside a unit: swap back (recorded before step 2, which may fail on its own).
+        self._unit.record("sessions.rotate", functools.partial(self._unrotate, sid, old, new, when, before))
         # 2. The history record: an idempotent upsert keyed by the hash.
         self._retired.update_one(
             {"_id": old},
@@ -279,6 +329,15 @@ class MongoSessions(_Repo, SessionRepository):
             upsert=True,
         )
         return True
+
+    def _unrotate(self, sid: str, old: str, new: str, when: datetime, before: Doc) -> None:
+        """Undo of :meth:`rotate`: compare-and-swap back, only while the hash is still the
+        one this unit wrote (a later rotation is never clobbered; a revocation made
+        meanwhile stays), then delete the retired record this rotation wrote (matched
+        by its ``rotated_at``: harmless if step 2 never ran or its reply was lost)."""
+        back = self._c.update_one({"_id": sid, "refresh_hash": new}, restore_fields(before, ("refresh_hash", *_ROTATED_FIELDS)))
+        if back.matched_count:
+            self._retired.delete_one({"_id": old, "session_id": sid, "rotated_at": when})
 
     @storage_op
     def get_retired(self, token_hash: str) -> RetiredRefreshToken | None:
@@ -323,11 +382,27 @@ class MongoSessions(_Repo, SessionRepository):
         return [_session(d) for d in cursor]
 
     @storage_op
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         when = to_db(now, "now")
-        count = int(self._c.delete_many({"expires_at": {"$lte": when}}).deleted_count)
-        self._retired.delete_many({"expires_at": {"$lte": when}})
-        return count
+        expired = {"expires_at": {"$lte": when}}
+        count = _delete_some(self._c, expired, limit)
+        return max(count, _delete_some(self._retired, expired, limit))
+
+
+def _delete_some(
+    collection: Collection[Doc], where: Doc, limit: int | None, sort: list[tuple[str, int]] | None = None
+) -> int:
+    """``delete_many(where)``, at most ``limit`` documents when given (ids first, then
+    one guarded ``delete_many``: a document that stopped matching meanwhile stays)."""
+    if limit is None:
+        return int(collection.delete_many(where).deleted_count)
+    cursor = collection.find(where, {"_id": 1})
+    if sort:
+        cursor = cursor.sort(sort)
+    ids = [doc["_id"] for doc in cursor.limit(integer(limit, "limit"))]
+    if not ids:
+        return 0
+    return int(collection.delete_many({"$and": [{"_id": {"$in": ids}}, where]}).deleted_count)
 
 
 # -- one-time codes --------------------------------------------------------------
@@ -353,8 +428,8 @@ class MongoOtps(_Repo, OtpRepository):
     place, and a replacement may not change ``_id``.
     """
 
-    def __init__(self, serial: AbstractContextManager[Any], otps: Collection[Doc]) -> None:
-        super().__init__(serial)
+    def __init__(self, serial: AbstractContextManager[Any], otps: Collection[Doc], unit: UnitOfWork | None = None) -> None:
+        super().__init__(serial, unit)
         self._c = otps
 
     @storage_op
@@ -375,10 +450,19 @@ class MongoOtps(_Repo, OtpRepository):
             "consumed_at": optional_to_db(challenge.consumed_at, "consumed_at"),
         }
         try:
-            self._c.replace_one({"email": email, "purpose": purpose}, doc, upsert=True)
+            before = _upsert(self._unit, self._c, {"email": email, "purpose": purpose}, doc)
         except DriverDuplicateKeyError:
             # Two upserts raced and both inserted: the loser now finds the winner's document.
-            self._c.replace_one({"email": email, "purpose": purpose}, doc, upsert=True)
+            before = _upsert(self._unit, self._c, {"email": email, "purpose": purpose}, doc)
+        self._unit.record("otps.put", functools.partial(self._unput, text(challenge.id, "challenge_id"), before))
+
+    def _unput(self, challenge_id: str, before: Doc | None) -> None:
+        """Undo of :meth:`put`: the replaced challenge comes back, or the new one goes;
+        only while the (email, purpose) slot still holds this unit's challenge."""
+        if before is None:
+            self._c.delete_one({"id": challenge_id})
+        else:
+            self._c.replace_one({"id": challenge_id}, {k: v for k, v in before.items() if k != "_id"})
 
     @storage_op
     def get(self, email: str, purpose: str) -> OtpChallenge | None:
@@ -387,12 +471,19 @@ class MongoOtps(_Repo, OtpRepository):
 
     @storage_op
     def mark_sent(self, challenge_id: str) -> bool:
-        result = self._c.update_one({"id": text(challenge_id, "challenge_id"), "status": "pending"}, {"$set": {"status": "sent"}})
-        return result.modified_count == 1
+        cid = text(challenge_id, "challenge_id")
+        result = self._c.update_one({"id": cid, "status": "pending"}, {"$set": {"status": "sent"}})
+        if result.modified_count != 1:
+            return False
+        undo = functools.partial(self._c.update_one, {"id": cid, "status": "sent"}, {"$set": {"status": "pending"}})
+        self._unit.record("otps.mark_sent", undo)
+        return True
 
     @storage_op
     def discard(self, challenge_id: str) -> None:
-        self._c.delete_one({"id": text(challenge_id, "challenge_id")})
+        doc = self._c.find_one_and_delete({"id": text(challenge_id, "challenge_id")})
+        if doc is not None:
+            self._unit.record("otps.discard", functools.partial(reinsert, self._c, [doc]))
 
     @storage_op
     def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
@@ -412,17 +503,21 @@ class MongoOtps(_Repo, OtpRepository):
 
     @storage_op
     def consume(self, challenge_id: str, now: datetime) -> bool:
-        when = to_db(now, "now")
+        cid, when = text(challenge_id, "challenge_id"), to_db(now, "now")
         result = self._c.update_one(
-            {"id": text(challenge_id, "challenge_id"), "consumed_at": None, "expires_at": {"$gt": when}},
+            {"id": cid, "consumed_at": None, "expires_at": {"$gt": when}},
             {"$set": {"consumed_at": when}},
         )
-        return result.modified_count == 1
+        if result.modified_count != 1:
+            return False
+        undo = functools.partial(self._c.update_one, {"id": cid, "consumed_at": when}, {"$set": {"consumed_at": None}})
+        self._unit.record("otps.consume", undo)
+        return True
 
     @storage_op
-    def purge_expired(self, now: datetime) -> int:
-        result = self._c.delete_many({"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]})
-        return int(result.deleted_count)
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        dead = {"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]}
+        return _delete_some(self._c, dead, limit)
 
 
 # -- password reset tokens ----------------------------------------------------------
@@ -440,8 +535,8 @@ def _reset(doc: Mapping[str, Any]) -> ResetToken:
 class MongoResetTokens(_Repo, ResetTokenRepository):
     """``_id`` is the token hash (so the ``_id_`` index is the unique hash index); ``id`` is a field."""
 
-    def __init__(self, serial: AbstractContextManager[Any], resets: Collection[Doc]) -> None:
-        super().__init__(serial)
+    def __init__(self, serial: AbstractContextManager[Any], resets: Collection[Doc], unit: UnitOfWork | None = None) -> None:
+        super().__init__(serial, unit)
         self._c = resets
 
     @storage_op
@@ -458,8 +553,26 @@ class MongoResetTokens(_Repo, ResetTokenRepository):
             "consumed_at": optional_to_db(token.consumed_at, "consumed_at"),
         }
         # Not atomic by contract: supersede the user's unconsumed tokens, then store this one.
-        self._c.delete_many({"user_id": uid, "consumed_at": None, "_id": {"$ne": h}})
-        self._c.replace_one({"_id": h}, doc, upsert=True)
+        self._delete_all("reset_tokens.put", {"user_id": uid, "consumed_at": None, "_id": {"$ne": h}})
+        before = _upsert(self._unit, self._c, {"_id": h}, doc)
+        self._unit.record("reset_tokens.put", functools.partial(self._unput, {"_id": h, "id": doc["id"]}, before))
+
+    def _unput(self, mine: Doc, before: Doc | None) -> None:
+        """Undo of the store step of :meth:`put`: the new token goes (or the token it
+        replaced comes back), only while the hash still holds this unit's token."""
+        if before is None:
+            self._c.delete_one(mine)
+        else:
+            self._c.replace_one(mine, before)
+
+    def _delete_all(self, label: str, flt: Doc) -> int:
+        """``delete_many``; inside a unit, one document at a time, keeping each for the undo."""
+        if not self._unit.open:
+            return int(self._c.delete_many(flt).deleted_count)
+        deleted: list[Doc] = []
+        self._unit.record(label, functools.partial(reinsert, self._c, deleted))  # filled as they go
+        take_all(self._c, flt, into=deleted)
+        return len(deleted)
 
     @storage_op
     def get(self, token_hash: str) -> ResetToken | None:
@@ -469,21 +582,26 @@ class MongoResetTokens(_Repo, ResetTokenRepository):
     @storage_op
     def consume(self, token_hash: str, now: datetime) -> ResetToken | None:
         when = to_db(now, "now")
+        h = text(token_hash, "token_hash")
         doc = self._c.find_one_and_update(
-            {"_id": text(token_hash, "token_hash"), "consumed_at": None, "expires_at": {"$gt": when}},
+            {"_id": h, "consumed_at": None, "expires_at": {"$gt": when}},
             {"$set": {"consumed_at": when}},
             return_document=ReturnDocument.AFTER,
         )
-        return _reset(doc) if doc else None
+        if doc is None:
+            return None
+        undo = functools.partial(self._c.update_one, {"_id": h, "consumed_at": when}, {"$set": {"consumed_at": None}})
+        self._unit.record("reset_tokens.consume", undo)
+        return _reset(doc)
 
     @storage_op
     def delete_for_user(self, user_id: str) -> int:
-        return int(self._c.delete_many({"user_id": text(user_id, "user_id")}).deleted_count)
+        return self._delete_all("reset_tokens.delete_for_user", {"user_id": text(user_id, "user_id")})
 
     @storage_op
-    def purge_expired(self, now: datetime) -> int:
-        result = self._c.delete_many({"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]})
-        return int(result.deleted_count)
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        dead = {"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]}
+        return _delete_some(self._c, dead, limit)
 
 
 # -- rate-limit counters ----------------------------------------------------------------
@@ -492,10 +610,10 @@ def _counter(doc: Mapping[str, Any]) -> CounterState:
 
 
 class MongoRateLimits(_Repo, RateLimitRepository):
-    """``_id`` is the counter key."""
+    """``_id`` is the counter key. Never undone by a failed unit: a hit counts on purpose."""
 
-    def __init__(self, serial: AbstractContextManager[Any], counters: Collection[Doc]) -> None:
-        super().__init__(serial)
+    def __init__(self, serial: AbstractContextManager[Any], counters: Collection[Doc], unit: UnitOfWork | None = None) -> None:
+        super().__init__(serial, unit)
         self._c = counters
 
     @storage_op
@@ -535,8 +653,8 @@ class MongoRateLimits(_Repo, RateLimitRepository):
         self._c.delete_one({"_id": text(key, "key")})
 
     @storage_op
-    def purge_expired(self, now: datetime) -> int:
-        return int(self._c.delete_many({"expires_at": {"$lte": to_db(now, "now")}}).deleted_count)
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
+        return _delete_some(self._c, {"expires_at": {"$lte": to_db(now, "now")}}, limit)
 
 
 # -- audit ----------------------------------------------------------------------------
@@ -558,10 +676,19 @@ def _event(doc: Mapping[str, Any]) -> AuditEvent:
 
 
 class MongoAudit(_Repo, AuditRepository):
-    """``_id`` is a sequence number from an ``$inc`` counter document: the append order."""
+    """``_id`` is a sequence number from an ``$inc`` counter document: the append order.
 
-    def __init__(self, serial: AbstractContextManager[Any], audit: Collection[Doc], sequences: Collection[Doc]) -> None:
-        super().__init__(serial)
+    A failed unit deletes the events it appended; the counter is not wound back,
+    so event ids may skip numbers (they stay increasing)."""
+
+    def __init__(
+        self,
+        serial: AbstractContextManager[Any],
+        audit: Collection[Doc],
+        sequences: Collection[Doc],
+        unit: UnitOfWork | None = None,
+    ) -> None:
+        super().__init__(serial, unit)
         self._c = audit
         self._seq = sequences
 
@@ -579,8 +706,10 @@ class MongoAudit(_Repo, AuditRepository):
             "session_id": optional_text(event.session_id, "session_id"),
             "reason": optional_text(event.reason, "reason"),
         }
-        doc["_id"] = self._next_seq()
-        self._c.insert_one(doc)
+        doc["_id"] = seq = self._next_seq()
+        # Undo: delete the event (its sequence number stays used: ids may have gaps).
+        with self._unit.writing("audit.append", functools.partial(self._c.delete_one, {"_id": seq})):
+            self._c.insert_one(doc)
         return _event(doc)
 
     def _next_seq(self) -> int:
@@ -633,5 +762,6 @@ class MongoAudit(_Repo, AuditRepository):
         return [_event(d) for d in cursor]
 
     @storage_op
-    def purge_before(self, cutoff: datetime) -> int:
-        return int(self._c.delete_many({"occurred_at": {"$lt": to_db(cutoff, "cutoff")}}).deleted_count)
+    def purge_before(self, cutoff: datetime, *, limit: int | None = None) -> int:
+        old = {"occurred_at": {"$lt": to_db(cutoff, "cutoff")}}
+        return _delete_some(self._c, old, limit, sort=[("occurred_at", ASCENDING), ("_id", ASCENDING)])

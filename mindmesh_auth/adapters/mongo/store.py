@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Mapping
+from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -14,6 +15,7 @@ from pymongo.database import Database
 from ...core.errors import ConfigurationError
 from ...core.ports import Store
 from ._common import translate_errors
+from ._unit import UnitOfWork
 from .repositories import MongoAudit, MongoOtps, MongoRateLimits, MongoResetTokens, MongoSessions, MongoUsers
 
 __all__ = ["DEFAULT_COLLECTIONS", "DEFAULT_DATABASE", "MongoStore"]
@@ -68,6 +70,51 @@ class MongoStore(Store):
     ``ttl_indexes=False`` skips the TTL indexes (then run
     ``MindmeshAuth.purge_expired()`` on a schedule). Every rule checks expiry on
     read either way: MongoDB's TTL monitor deletes late (about once a minute).
+
+    **Units of work (``atomic()``) by compensation.** MongoDB has multi-document
+    transactions only on replica sets and mongomock has none, so the store does
+    not use them: every write made inside a unit records how to undo itself
+    (from the document the write itself returned as it was *before*, or from the
+    guard it wrote under), and when the block raises, the undo actions run newest
+    first, then the exception propagates. Each undo is guarded: it reverts a
+    value only while it still holds what the unit wrote, deletes only what the
+    unit created, and re-inserts a deleted document only where no newer one took
+    its key (a later change by someone else is never clobbered). Undo is best
+    effort: undo actions that fail (the server went away) are logged in one
+    record per rolled-back block on the ``mindmesh_auth`` logger, with the
+    writes' names and the exception classes only, and the others still run.
+    Outside a unit nothing is recorded; inside one, ``reset_tokens.put`` and
+    ``delete_for_user`` delete one document per round trip, to keep each.
+
+    What a failed unit undoes: ``users.add`` (deleted), ``users.set_*`` (previous
+    value and ``updated_at`` back), ``sessions.add`` (deleted),
+    ``sessions.rotate`` (swapped back, its retired record deleted), ``otps.put``
+    (the replaced challenge restored, or the new one deleted),
+    ``otps.mark_sent``/``consume`` (flipped back), ``otps.discard`` (re-inserted),
+    ``reset_tokens.put`` (the new token deleted, the superseded ones re-inserted),
+    ``reset_tokens.consume`` (un-consumed), ``reset_tokens.delete_for_user``
+    (re-inserted), ``audit.append`` (deleted; its sequence number stays used, so
+    event ids may have gaps). What it keeps, on purpose:
+
+    * revocations (``sessions.revoke``, ``revoke_all_for_user``): a revoked
+      session is always safe to keep, so a failed logout-everywhere or password
+      reset never leaves a session alive;
+    * rate-limit hits and ``otps.register_attempt``: counted attempts stay
+      counted, or a failing operation would be a free retry for a guesser;
+    * purges (``purge_*``): they run outside units.
+
+    Differences from a transaction, by design: there is **no isolation** (other
+    threads and processes see a unit's writes before it ends, and may act on
+    them), and a unit covers the calls made by its own thread (a store is shared
+    by threads; each thread has its own units). A unit that dies without an
+    exception (process killed, power lost) runs no undo and **leaves the writes
+    made so far**; so does a write whose reply was lost when that write is an
+    update (an insert whose reply was lost is still undone). The core orders
+    each operation's writes so that such a partial state is safe: the
+    security-relevant write comes first (sessions are revoked before a password
+    is replaced, a reset token is consumed before it is acted on), so a crash
+    can leave a user logged out or a token spent, never an old session alive
+    after a reset. A replica-set transaction path is not built.
     """
 
     def __init__(
@@ -96,12 +143,13 @@ class MongoStore(Store):
         self._client: Any = None  # set by from_url: a client this store owns
         serial: contextlib.AbstractContextManager[Any] = _MONGOMOCK_LOCK if _is_mongomock(database) else contextlib.nullcontext()
         c = {logical: database[name] for logical, name in names.items()}
-        self.users = MongoUsers(serial, c["users"])
-        self.sessions = MongoSessions(serial, c["sessions"], c["retired_tokens"], c["users"])
-        self.otps = MongoOtps(serial, c["otps"])
-        self.reset_tokens = MongoResetTokens(serial, c["reset_tokens"])
-        self.rate_limits = MongoRateLimits(serial, c["rate_limits"])
-        self.audit = MongoAudit(serial, c["audit"], c["sequences"])
+        self._unit = unit = UnitOfWork(serial)
+        self.users = MongoUsers(serial, c["users"], unit)
+        self.sessions = MongoSessions(serial, c["sessions"], c["retired_tokens"], c["users"], unit)
+        self.otps = MongoOtps(serial, c["otps"], unit)
+        self.reset_tokens = MongoResetTokens(serial, c["reset_tokens"], unit)
+        self.rate_limits = MongoRateLimits(serial, c["rate_limits"], unit)
+        self.audit = MongoAudit(serial, c["audit"], c["sequences"], unit)
         self._collections = c
 
     def __repr__(self) -> str:
@@ -143,6 +191,13 @@ class MongoStore(Store):
         store = cls(database, **kwargs)
         store._client = client
         return store
+
+    # -- units of work -------------------------------------------------------------
+    def atomic(self) -> AbstractContextManager[None]:
+        """A unit of work by compensation (see the class docstring): when the block
+        raises, the writes it made are undone, newest first, and the exception
+        propagates. Nested blocks are savepoints. Per thread."""
+        return self._unit.atomic()
 
     # -- schema ------------------------------------------------------------------
     def create_schema(self) -> None:

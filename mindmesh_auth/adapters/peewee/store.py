@@ -10,17 +10,27 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
+import itertools
+import logging
+import math
+import os
+import select
+import socket
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from types import TracebackType
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote_plus, urlsplit
 
 import attrs
 import peewee
 from playhouse import db_url
 
-from ...core.errors import ConfigurationError, StorageUnavailable, ValidationError
+from ...core.errors import ConfigurationError, StorageError, StorageUnavailable, ValidationError
 from ...core.models import (
     CORE_USER_FIELDS,
     AuditEvent,
@@ -42,7 +52,7 @@ from ...core.ports import (
     Store,
     UserRepository,
 )
-from .errors import translate_errors
+from .errors import log, report, translate, translate_errors
 from .models import (
     CORE_USER_COLUMNS,
     BaseUserModel,
@@ -65,17 +75,302 @@ SQLITE_PRAGMAS = {"journal_mode": "wal", "busy_timeout": 10000, "foreign_keys": 
 
 _TRANSLATE = translate_errors()
 
+_log = logging.getLogger("mindmesh_auth")
+
+# ---------------------------------------------------------------- connections that heal
+
+DEFAULT_STATEMENT_TIMEOUT = 5.0
+"""Seconds a call waits on a PostgreSQL/MySQL server before it gets ``StorageUnavailable``."""
+
+_READ_METHODS = frozenset(
+    {"get", "get_by_email", "get_with_user", "get_by_refresh_hash", "get_retired", "list", "list_for_user", "query"}
+)
+"""Port methods that only read. Every other repository method counts as a write."""
+
+# The server ended the session: SQLSTATE (plus the whole class 08, connection_exception) ...
+_PG_GONE = frozenset({"57P01", "57P02", "57P03", "57P05"})
+# ... or MySQL/MariaDB error numbers: gone away, lost, lost (extended), server shutdown,
+# connection killed (MariaDB), client interaction timeout (MySQL 8.0.24+).
+_MYSQL_GONE = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
+# What PostgreSQL may send on an idle connection that is not a goodbye:
+# NotificationResponse (LISTEN/NOTIFY), NoticeResponse, ParameterStatus.
+_PG_ASYNC_MESSAGES = frozenset({b"A", b"N", b"S"})
+_POLL = getattr(select, "poll", None)
+_MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _driver_exception(exc: BaseException) -> BaseException:
+    """The DB-API exception behind a peewee wrapper or a translated ``StorageError``."""
+    seen = 0
+    while seen < 4:
+        seen += 1
+        if isinstance(exc, peewee.PeeweeException):
+            inner = getattr(exc, "orig", None) or exc.__context__
+        elif isinstance(exc, StorageError):
+            inner = exc.__cause__ or exc.__context__
+        else:
+            return exc
+        if not isinstance(inner, BaseException):
+            return exc
+        exc = inner
+    return exc
+
+
+def _dbapi_class(driver: BaseException) -> str | None:
+    for klass in type(driver).__mro__:
+        if klass.__name__ in ("OperationalError", "InterfaceError"):
+            return klass.__name__
+    return None
+
+
+def _sqlstate(exc: BaseException) -> str | None:
+    code = getattr(_driver_exception(exc), "pgcode", None) or getattr(_driver_exception(exc), "sqlstate", None)
+    return str(code) if code else None
+
+
+def _mysql_errno(driver: BaseException) -> int | None:
+    if type(driver).__module__.split(".")[0] != "pymysql":
+        return None
+    return driver.args[0] if driver.args and isinstance(driver.args[0], int) else None
+
+
+def _timed_out(driver: BaseException) -> bool:
+    """The driver gave up waiting (a socket timeout), as opposed to the server closing the connection."""
+    exc: BaseException | None = driver
+    for _ in range(4):
+        if exc is None:
+            return False
+        if isinstance(exc, TimeoutError):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _closed_locally(conn: Any) -> bool:
+    """The driver already knows this connection is closed (no I/O needed)."""
+    closed = getattr(conn, "closed", None)  # psycopg2 (int), psycopg (bool)
+    if isinstance(closed, bool | int) and closed:
+        return True
+    status = getattr(conn, "get_transaction_status", None)  # psycopg2 (libpq's local state)
+    if callable(status):
+        try:
+            return bool(status() == 4)  # TRANSACTION_STATUS_UNKNOWN: the connection is bad
+        except Exception:
+            return True
+    return hasattr(conn, "_sock") and conn._sock is None  # PyMySQL
+
+
+def _driver_in_transaction(conn: Any) -> bool:
+    """The driver's local state says a transaction is open (one peewee does not track:
+    an app's raw ``BEGIN``). No I/O."""
+    status = getattr(conn, "get_transaction_status", None)  # psycopg2
+    if callable(status):
+        try:
+            return status() in (1, 2, 3)  # ACTIVE, INTRANS, INERROR
+        except Exception:
+            return False
+    server_status = getattr(conn, "server_status", None)  # PyMySQL, from the last OK packet
+    return isinstance(server_status, int) and bool(server_status & 1)  # SERVER_STATUS_IN_TRANS
+
+
+def _socket_fd(conn: Any) -> int | None:
+    """The connection's socket descriptor, or ``None`` if the driver does not tell."""
+    try:
+        if callable(getattr(conn, "fileno", None)):  # psycopg2, psycopg
+            fd = conn.fileno()
+        else:
+            sock = getattr(conn, "_sock", None)  # PyMySQL
+            fd = sock.fileno() if sock is not None else None
+    except Exception:
+        return None
+    return fd if isinstance(fd, int) and fd >= 0 else None
+
+
+def _peer_closed(conn: Any, postgres: bool) -> bool:
+    """Whether the server has closed (or is closing) this *idle* connection: one
+    non-blocking ``poll`` of its socket, no round trip.
+
+    An idle connection has nothing to read. If it does, the server has said
+    goodbye (EOF, a reset, or a FATAL error such as ``pg_terminate_backend``'s)
+    unless it is one of PostgreSQL's asynchronous messages (a NOTIFY for an app
+    that LISTENs on this connection), which is left for the driver.
+    """
+    if _closed_locally(conn):
+        return True
+    fd = _socket_fd(conn)
+    if fd is None:
+        return False
+    if _POLL is not None:
+        poller = _POLL()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        try:
+            events = poller.poll(0)
+        except OSError:
+            return True
+        if not events:
+            return False
+        hung_up = bool(events[0][1] & (select.POLLERR | select.POLLHUP | select.POLLNVAL))
+    else:  # no poll() (Windows)
+        try:
+            readable, _writable, failed = select.select([fd], [], [fd], 0)
+        except (OSError, ValueError):
+            return False
+        if not readable and not failed:
+            return False
+        hung_up = bool(failed)
+    if hung_up or not postgres:
+        return True  # MySQL/MariaDB send nothing unasked on an idle connection but a goodbye
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return True
+    try:
+        head = sock.recv(1, socket.MSG_PEEK | _MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.detach()  # the driver owns the descriptor
+    return head not in _PG_ASYNC_MESSAGES
+
+
+def _connection_lost(conn: Any, exc: BaseException) -> bool:
+    """The call failed because the connection is gone (not a timeout, not an SQL error)."""
+    driver = _driver_exception(exc)
+    if _dbapi_class(driver) is None or _timed_out(driver):
+        return False
+    if _closed_locally(conn):
+        return True
+    state = _sqlstate(driver)
+    if state is not None and (state in _PG_GONE or state.startswith("08")):
+        return True
+    return _mysql_errno(driver) in _MYSQL_GONE
+
+
+def _never_sent(exc: BaseException) -> bool:
+    """The failure shows the statement never reached the server (so even a write can be sent again)."""
+    driver = _driver_exception(exc)
+    kind = _dbapi_class(driver)
+    if kind == "InterfaceError":
+        # psycopg2 "connection already closed", PyMySQL InterfaceError(0, ''): raised before sending.
+        return True
+    if _mysql_errno(driver) == 2006 and not _timed_out(driver):
+        # PyMySQL raises 2006 only when sending failed: the server did not get the whole packet,
+        # and it never runs a partial one.
+        return isinstance(driver.__context__, OSError)
+    return False
+
+
+def _shutdown_fd(fd: int) -> None:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    finally:
+        sock.detach()
+
+
+class _Watchdog:
+    """Ends calls that wait on a server too long (one daemon thread per process).
+
+    A call arms it with its connection's socket and a deadline. If the call is
+    still running at the deadline, the socket is shut down: the driver's blocked
+    read returns at once with a lost-connection error (closing it from another
+    thread is the one thing that works against a frozen server or a black-holed
+    route: a cancel request would go through the same dead path). The armed
+    socket is a duplicate descriptor, held only while the call runs, so a
+    descriptor number reused after the driver closed its own can never be hit.
+    Arming costs a ``dup``, a ``close`` and a lock, no I/O. The thread starts on
+    first use and ends after a minute without calls. Where a socket cannot be
+    duplicated as a descriptor (Windows), calls are not armed: the driver's own
+    timeouts are then the only bound.
+    """
+
+    IDLE_EXIT = 60.0
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):  # POSIX
+            os.register_at_fork(after_in_child=self._after_fork)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._armed: dict[int, tuple[float, int]] = {}
+        self._tokens = itertools.count(1)
+        self._thread: threading.Thread | None = None
+        self._wake_at = math.inf
+
+    def _after_fork(self) -> None:
+        for _deadline, fd in self._armed.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._reset()
+
+    def arm(self, fd: int, seconds: float) -> int | None:
+        try:
+            dup = os.dup(fd)
+        except OSError:
+            return None
+        deadline = time.monotonic() + seconds
+        with self._cond:
+            token = next(self._tokens)
+            self._armed[token] = (deadline, dup)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="mindmesh-auth-sql-watchdog", daemon=True)
+                self._thread.start()
+            elif deadline < self._wake_at:
+                self._cond.notify()
+        return token
+
+    def disarm(self, token: int) -> bool:
+        """``True`` if the call ended in time, ``False`` if the watchdog had to end it."""
+        with self._cond:
+            entry = self._armed.pop(token, None)
+        if entry is None:
+            return False
+        os.close(entry[1])
+        return True
+
+    def _run(self) -> None:
+        with self._cond:
+            while True:
+                now = time.monotonic()
+                for token, (deadline, fd) in list(self._armed.items()):
+                    if deadline <= now:
+                        del self._armed[token]
+                        _shutdown_fd(fd)
+                        os.close(fd)
+                        _log.warning("A database call outlived its statement_timeout; its connection was closed.")
+                if self._armed:
+                    self._wake_at = min(deadline for deadline, _fd in self._armed.values())
+                    self._cond.wait(self._wake_at - now)
+                else:
+                    self._wake_at = math.inf
+                    if not self._cond.wait(self.IDLE_EXIT) and not self._armed:
+                        self._thread = None
+                        return
+
+
+_WATCHDOG = _Watchdog()
+
 
 def _op(method: F) -> F:
-    """Repository method wrapper: one place for error translation (and the
-    store-wide lock used only for a shared in-memory SQLite database)."""
+    """Repository method wrapper: one place for error translation, connection
+    healing and the bounded wait (see :meth:`PeeweeStore._call`), and the
+    store-wide lock used only for a shared in-memory SQLite database."""
+    write = method.__name__ not in _READ_METHODS
 
     @functools.wraps(method)
     def wrapper(self: _Repo, *args: Any, **kwargs: Any) -> Any:
         store = self._store
         try:
             with store._guard, _TRANSLATE:
-                return method(self, *args, **kwargs)
+                return store._call(functools.partial(method, self, *args, **kwargs), write)
         except StorageUnavailable:
             store._after_failure()
             raise
@@ -100,6 +395,18 @@ class _Repo:
 
     def _first(self, query: peewee.Query) -> Any:
         return self._db.execute(query).fetchone()
+
+    def _delete(self, model: Any, where: Any, limit: int | None, order: tuple[Any, ...] = ()) -> int:
+        """``DELETE ... WHERE where``; with ``limit``, at most that many rows (in ``order``):
+        ``DELETE ... LIMIT`` on MySQL/MariaDB (which refuse LIMIT in an IN subquery),
+        ``DELETE ... WHERE pk IN (SELECT pk ... LIMIT)`` elsewhere."""
+        if limit is None:
+            return int(model.delete().where(where).execute())
+        pk = model._meta.primary_key
+        if self._store.is_mysql:
+            return int(model.delete().where(where).order_by(*(order or (pk,))).limit(limit).execute())
+        doomed = model.select(pk).where(where).order_by(*(order or (pk,))).limit(limit)
+        return int(model.delete().where(where & pk.in_(doomed)).execute())
 
 
 # ---------------------------------------------------------------- users
@@ -282,7 +589,7 @@ class PeeweeSessions(_Repo, SessionRepository):
         S, U = self._m.Session, self._m.User  # noqa: N806
         query = S.select(*self._columns, *self._users._columns).join(U, on=(U.id == S.user_id)).where(S.id == "?")
         sql, _params = query.sql()
-        if is_postgres(resolve_database(self._db)):
+        if self._store.prepared_token_check and is_postgres(resolve_database(self._db)):
             name = "mm_auth_with_user_" + hashlib.sha256(str(sql).encode()).hexdigest()[:16]
             self._pg_prepare = f"PREPARE {name} (text) AS " + str(sql).replace("%s", "$1")
             self._pg_execute = f"EXECUTE {name} (%s)"
@@ -298,6 +605,17 @@ class PeeweeSessions(_Repo, SessionRepository):
             if found.fetchone() is None:
                 db.execute_sql(self._pg_prepare)
             self._prepared_on.conn = conn
+        try:
+            return db.execute_sql(self._pg_execute, (session_id,)).fetchone()
+        except peewee.PeeweeException as exc:
+            # 26000 invalid_sql_statement_name: the statement is gone from this
+            # connection (DISCARD ALL / DEALLOCATE ALL, a pooler's reset query).
+            # Inside a transaction the failure has aborted it: nothing to retry.
+            if _sqlstate(exc) != "26000" or db.in_transaction():
+                raise
+        self._prepared_on.conn = None
+        db.execute_sql(self._pg_prepare)
+        self._prepared_on.conn = conn
         return db.execute_sql(self._pg_execute, (session_id,)).fetchone()
 
     @_op
@@ -375,12 +693,12 @@ class PeeweeSessions(_Repo, SessionRepository):
         return [self.from_row(r) for r in self._all(query)]
 
     @_op
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         S, R = self._m.Session, self._m.Retired  # noqa: N806
         now_ms = to_ms(now)
         with self._store.atomic():
-            R.delete().where(R.expires_at <= now_ms).execute()
-            return int(S.delete().where(S.expires_at <= now_ms).execute())
+            retired = self._delete(R, R.expires_at <= now_ms, limit)
+            return max(self._delete(S, S.expires_at <= now_ms, limit), retired)
 
 
 # ---------------------------------------------------------------- otp
@@ -490,9 +808,9 @@ class PeeweeOtps(_Repo, OtpRepository):
         return bool(n == 1)
 
     @_op
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         O = self._m.Otp  # noqa: N806, E741
-        return int(O.delete().where((O.expires_at <= to_ms(now)) | O.consumed_at.is_null(False)).execute())
+        return self._delete(O, (O.expires_at <= to_ms(now)) | O.consumed_at.is_null(False), limit)
 
 
 # ---------------------------------------------------------------- reset tokens
@@ -561,9 +879,9 @@ class PeeweeResetTokens(_Repo, ResetTokenRepository):
         return int(T.delete().where(T.user_id == user_id).execute())
 
     @_op
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         T = self._m.Reset  # noqa: N806
-        return int(T.delete().where((T.expires_at <= to_ms(now)) | T.consumed_at.is_null(False)).execute())
+        return self._delete(T, (T.expires_at <= to_ms(now)) | T.consumed_at.is_null(False), limit)
 
 
 # ---------------------------------------------------------------- rate limits
@@ -609,9 +927,9 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
         C.delete().where(C.key == key).execute()
 
     @_op
-    def purge_expired(self, now: datetime) -> int:
+    def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         C = self._m.Counter  # noqa: N806
-        return int(C.delete().where(C.expires_at <= to_ms(now)).execute())
+        return self._delete(C, C.expires_at <= to_ms(now), limit)
 
 
 # ---------------------------------------------------------------- audit
@@ -698,12 +1016,94 @@ class PeeweeAudit(_Repo, AuditRepository):
         ]
 
     @_op
-    def purge_before(self, cutoff: datetime) -> int:
+    def purge_before(self, cutoff: datetime, *, limit: int | None = None) -> int:
         A = self._m.Audit  # noqa: N806
-        return int(A.delete().where(A.occurred_at < to_ms(cutoff)).execute())
+        return self._delete(A, A.occurred_at < to_ms(cutoff), limit, order=(A.occurred_at, A._meta.primary_key))
 
 
 # ---------------------------------------------------------------- store
+
+
+_URL_OPTIONS = frozenset({"statement_timeout", "prepared_token_check", "server_timeout"})
+
+
+def _statement_timeout(value: Any) -> float | None:
+    """Seconds (> 0), or ``None`` for no bound (also from ``0``, ``"none"``, ``"off"``)."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "null", "off", "false"):
+            return None
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ConfigurationError(
+            "statement_timeout must be a number of seconds (0 or none: no bound).", variable="AUTH_DATABASE_URL"
+        )
+    return float(value) or None
+
+
+def _flag(name: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false.", variable="AUTH_DATABASE_URL")
+
+
+def _store_options_from_url(url: str) -> tuple[str, dict[str, Any]]:
+    """Take the store's own query-string arguments out of ``url`` (the rest is left as written)."""
+    if not isinstance(url, str) or "?" not in url:
+        return url, {}
+    base, _, query = url.partition("?")
+    query, hash_mark, fragment = query.partition("#")
+    kept: list[str] = []
+    found: dict[str, str] = {}
+    for piece in query.split("&"):
+        key, _, value = piece.partition("=")
+        name = unquote_plus(key)
+        if name in _URL_OPTIONS:
+            found[name] = unquote_plus(value)
+        elif piece:
+            kept.append(piece)
+    if not found:
+        return url, {}
+    options: dict[str, Any] = {}
+    if "statement_timeout" in found:
+        options["statement_timeout"] = _statement_timeout(found["statement_timeout"])
+    for name in ("prepared_token_check", "server_timeout"):
+        if name in found:
+            options[name] = _flag(name, found[name])
+    rest = "&".join(kept)
+    return base + ("?" + rest if rest else "") + hash_mark + fragment, options
+
+
+def _apply_driver_timeouts(db: peewee.Database, seconds: float, *, server_side: bool) -> None:
+    """The driver's own bounds for a database opened by :meth:`PeeweeStore.from_url`
+    (values the URL gives win)."""
+    params = db.connect_params
+    if isinstance(db, peewee.PostgresqlDatabase):
+        ms = max(1, int(seconds * 1000))
+        params.setdefault("connect_timeout", max(2, math.ceil(seconds)))  # libpq: whole seconds, 2 at least
+        # Unacknowledged data (a black-holed route) ends the connection; keepalives
+        # find a dead peer of an idle connection, so the next call heals it first.
+        params.setdefault("tcp_user_timeout", ms)
+        params.setdefault("keepalives", 1)
+        params.setdefault("keepalives_idle", 30)
+        params.setdefault("keepalives_interval", 10)
+        params.setdefault("keepalives_count", 3)
+        if server_side and "options" not in params:
+            # A live but slow server cancels the statement itself (57014), keeping the connection.
+            params["options"] = f"-c statement_timeout={ms}"
+    elif isinstance(db, peewee.MySQLDatabase):
+        for key in ("connect_timeout", "read_timeout", "write_timeout"):
+            params.setdefault(key, seconds)
 
 
 class PeeweeStore(Store):
@@ -750,9 +1150,26 @@ class PeeweeStore(Store):
     collected). Use ``playhouse.pool`` databases if you need a bounded pool.
     ``sqlite:///:memory:`` URLs get one connection shared by all threads
     under a store-wide lock (an in-memory database exists per connection);
-    :meth:`close` discards that database. After a lost server connection the
-    failing call raises ``StorageUnavailable`` and the dead connection is
-    dropped, so the next call reconnects.
+    :meth:`close` discards that database.
+
+    Connections that heal (PostgreSQL, MySQL/MariaDB; see ``docs/sql.md``):
+    before a call outside a transaction, a connection the server has closed
+    while it sat idle (a kill, ``wait_timeout``, ``idle_session_timeout``, a
+    restart, a proxy reset) is noticed locally (one ``poll`` of its socket, no
+    round trip) and replaced. If the connection is lost during the call and no
+    transaction was open, a read runs once more on a new connection; a write
+    does only when the failure shows the statement never reached the server.
+    Otherwise the call raises ``StorageUnavailable`` and the next call
+    reconnects.
+
+    ``statement_timeout`` (seconds, default 5; ``None`` for no bound) bounds
+    how long a call waits on the server: a watchdog closes the connection of a
+    call still running ``statement_timeout`` (plus up to one second of grace)
+    after it started, so the caller gets ``StorageUnavailable`` even from a
+    frozen server. :meth:`from_url` also sets the driver's own timeouts from it.
+    ``prepared_token_check=False`` runs the PostgreSQL token check as a plain
+    parameterised query instead of a server-side prepared statement (for
+    PgBouncer in transaction mode before 1.21).
     """
 
     supports_parallel_connections = True
@@ -764,10 +1181,17 @@ class PeeweeStore(Store):
         user_model: type[BaseUserModel] | None = None,
         table_prefix: str = "mm_auth_",
         table_names: dict[str, str] | None = None,
+        statement_timeout: float | None = DEFAULT_STATEMENT_TIMEOUT,
+        prepared_token_check: bool = True,
     ) -> None:
         if not isinstance(database, peewee.Database | peewee.DatabaseProxy):
             raise ConfigurationError("PeeweeStore needs a peewee.Database or DatabaseProxy.")
         self.database = database
+        self.statement_timeout = _statement_timeout(statement_timeout)
+        self.prepared_token_check = _flag("prepared_token_check", prepared_token_check)
+        # The watchdog fires after the driver's and the server's own timeouts had their chance.
+        limit = self.statement_timeout
+        self._watchdog_after = None if limit is None else limit + min(1.0, limit)
         self.table_names = resolve_table_names(table_prefix, table_names)
         self.models = build_models(database, self.table_names, user_model)
         self._guard: Any = contextlib.nullcontext()
@@ -787,13 +1211,32 @@ class PeeweeStore(Store):
         ``sqlite:///relative.db``, ``sqlite:////abs/path.db``,
         ``sqlite:///:memory:``, ``postgresql://user:pw@host:5432/db``,
         ``mysql://user:pw@host:3306/db`` (also ``mariadb://``; PyMySQL,
-        utf8mb4). Query-string arguments go to the driver. ``options`` go to
-        :class:`PeeweeStore` (``user_model``, ``table_prefix``, ``table_names``).
+        utf8mb4). Query-string arguments go to the driver, except the store's
+        own: ``statement_timeout`` (seconds; ``0`` or ``none``: no bound),
+        ``prepared_token_check`` (``true``/``false``) and ``server_timeout``
+        (``false``: do not ask PostgreSQL to cancel slow statements itself,
+        for a PgBouncer that refuses the ``options`` startup parameter).
+        ``options`` go to :class:`PeeweeStore` (``user_model``,
+        ``table_prefix``, ``table_names``, ``statement_timeout``,
+        ``prepared_token_check``) and win over the URL.
+
+        The store owns a database opened from a URL, so it also sets the
+        driver's timeouts from ``statement_timeout`` unless the URL gives them:
+        PyMySQL ``connect_timeout``, ``read_timeout`` and ``write_timeout``;
+        libpq ``connect_timeout`` (whole seconds, at least 2),
+        ``tcp_user_timeout``, TCP keepalives and ``options=-c
+        statement_timeout=...`` (unless the URL has ``options``).
         """
+        url, from_query = _store_options_from_url(url)
+        server_timeout = from_query.pop("server_timeout", True)
+        for key, value in from_query.items():
+            options.setdefault(key, value)
         database, shared_memory = _database_from_url(url)
         store = cls(database, **options)
         if shared_memory:
             store._guard = threading.RLock()
+        if store.statement_timeout is not None:
+            _apply_driver_timeouts(database, store.statement_timeout, server_side=server_timeout)
         return store
 
     # Engine facts ---------------------------------------------------------
@@ -813,31 +1256,149 @@ class PeeweeStore(Store):
                 self._returning = False
         return self._returning
 
-    def atomic(self) -> Any:
-        """One transaction (a savepoint inside an app transaction).
+    def atomic(self) -> AbstractContextManager[None]:
+        """The unit of work (see :meth:`Store.atomic`): one transaction, or a
+        savepoint when it runs inside another unit or an app transaction.
+
+        The repositories' own multi-statement methods use it too, so inside a
+        unit they become savepoints of the unit's transaction. A block that
+        raises is rolled back (to its savepoint when nested) and its error
+        propagates, translated if it is a driver error; a driver error at
+        BEGIN or COMMIT is translated too (peewee rolls back a failed COMMIT).
+        If the rollback itself fails (a lost connection; on MySQL/MariaDB a
+        deadlock has already rolled the whole transaction back, savepoints
+        included), the block's own error is the one raised. Deadlocks and
+        serialization failures raise ``StorageConflict``: the whole unit can
+        be retried.
 
         SQLite takes the write lock up front (``BEGIN IMMEDIATE``) so a
-        transaction never has to upgrade a read lock (which WAL can refuse).
+        transaction never has to upgrade a read lock (which WAL can refuse);
+        a writer that waited ``busy_timeout`` for it gets ``StorageConflict``.
+        On a shared ``sqlite:///:memory:`` database the store-wide lock is held
+        for the whole unit.
         """
-        if is_sqlite(self.database):
-            return self.database.atomic("IMMEDIATE")
-        return self.database.atomic()
+        return _Unit(self)
 
     def _after_failure(self) -> None:
-        """After a lost connection (outside any transaction), drop the dead
-        connection so the next call reconnects."""
-        db = resolve_database(self.database)
-        if db is None or is_sqlite(db) or db.in_transaction() or db.is_closed():
+        """After a failure (outside any transaction), drop this thread's
+        connection if the driver knows it is dead, so the next call reconnects.
+        Local checks only: no ping (it would wait on a frozen server again)."""
+        db = self._server_database()
+        if db is None or db.in_transaction() or db.is_closed():
             return
         try:
-            usable = db.is_connection_usable()
+            conn = db.connection()
         except Exception:
-            usable = False
-        if not usable:
-            with contextlib.suppress(Exception):
+            return
+        if _closed_locally(conn):
+            self._drop_connection(db)
+
+    # Connections that heal -------------------------------------------------
+    def _server_database(self) -> Any:
+        """The concrete PostgreSQL/MySQL database (``None`` for SQLite or an uninitialised proxy)."""
+        db = resolve_database(self.database)
+        return None if db is None or isinstance(db, peewee.SqliteDatabase) else db
+
+    def _call(self, fn: Callable[[], Any], write: bool) -> Any:
+        """Run one repository call: heal the connection, bound the wait, retry once.
+
+        * Outside a transaction, a connection the server closed while it was
+          idle is noticed before anything is sent (:func:`_peer_closed`) and
+          replaced: the statement certainly did not run, so this is safe for
+          writes too.
+        * The watchdog ends the call ``statement_timeout`` (+ grace) after it
+          started. A call it ended (or a driver timeout) is never retried.
+        * If the connection is lost during the call (it closed between the
+          check and the send) and no transaction was open, the call runs once
+          more on a new connection: a read always, a write only when the error
+          shows the statement never reached the server. Inside a transaction
+          nothing is retried: the transaction is gone with its connection.
+        """
+        db = self._server_database()
+        if db is None:
+            return fn()
+        in_transaction = db.in_transaction()
+        conn = self._ready_connection(db, heal=not in_transaction)
+        outside = not in_transaction and conn is not None and not _driver_in_transaction(conn)
+        token = self._arm(conn)
+        try:
+            return fn()
+        except Exception as exc:
+            overdue = token is not None and not _WATCHDOG.disarm(token)
+            token = None
+            if overdue or not outside or not db.autoconnect or not _connection_lost(conn, exc):
+                raise
+            if write and not _never_sent(exc):
+                raise
+            _log.info("A database connection was lost before the call was sent or answered; retrying it once.")
+        finally:
+            if token is not None:
+                _WATCHDOG.disarm(token)
+        self._drop_connection(db)
+        conn = self._ready_connection(db, heal=False)
+        token = self._arm(conn)
+        try:
+            return fn()
+        finally:
+            if token is not None:
+                _WATCHDOG.disarm(token)
+
+    def _ready_connection(self, db: Any, *, heal: bool) -> Any:
+        """This thread's driver connection, opened if needed (bounded by the
+        driver's connect timeout) and, with ``heal``, replaced if the server
+        has closed it. ``None`` if it is closed and the database does not autoconnect."""
+        if db.is_closed():
+            if not db.autoconnect:
+                return None
+            db.connect()
+            return db.connection()
+        conn = db.connection()
+        if heal and _peer_closed(conn, isinstance(db, peewee.PostgresqlDatabase)):
+            _log.info("The server closed an idle database connection; reconnecting before the call.")
+            self._drop_connection(db)
+            if not db.autoconnect:
+                return None
+            db.connect()
+            conn = db.connection()
+        return conn
+
+    @staticmethod
+    def _drop_connection(db: Any) -> None:
+        """Close this thread's connection without waiting on the server (a
+        pooled connection is closed, not returned to the pool)."""
+        if db.in_transaction() or db.is_closed():
+            return
+        manual_close = getattr(db, "manual_close", None)  # playhouse.pool
+        with contextlib.suppress(Exception):
+            if callable(manual_close):
+                manual_close()
+            else:
                 db.close()
-            with contextlib.suppress(Exception):
-                db.dispose()
+
+    def _arm(self, conn: Any) -> int | None:
+        if conn is None or self._watchdog_after is None:
+            return None
+        fd = _socket_fd(conn)
+        return None if fd is None else _WATCHDOG.arm(fd, self._watchdog_after)
+
+    def _heal_connection(self) -> None:
+        """For a unit of work, before its BEGIN: outside a transaction, replace
+        a connection the server closed while idle (as every call does)."""
+        db = self._server_database()
+        if db is not None and not db.in_transaction():
+            self._ready_connection(db, heal=True)
+
+    @contextlib.contextmanager
+    def _bounded(self) -> Iterator[None]:
+        """Bound a statement sent outside the repositories (a unit's BEGIN,
+        COMMIT, ROLLBACK) by ``statement_timeout``, as every call is."""
+        db = self._server_database()
+        token = self._arm(db.connection()) if db is not None and not db.is_closed() else None
+        try:
+            yield
+        finally:
+            if token is not None:
+                _WATCHDOG.disarm(token)
 
     # Lifecycle -----------------------------------------------------------
     def create_schema(self) -> None:
@@ -868,41 +1429,126 @@ class PeeweeStore(Store):
                 yield
 
 
+class _Unit:
+    """:meth:`PeeweeStore.atomic`: peewee's ``atomic()`` (a transaction, or a
+    savepoint when nested) with the store's lock and error translation."""
+
+    __slots__ = ("_outermost", "_store", "_tx")
+
+    def __init__(self, store: PeeweeStore) -> None:
+        self._store = store
+        self._tx: Any = None
+        self._outermost = False
+
+    def __enter__(self) -> None:
+        store = self._store
+        db = store.database
+        store._guard.__enter__()
+        try:
+            self._outermost = db.transaction_depth() == 0
+            tx = db.atomic("IMMEDIATE") if is_sqlite(db) else db.atomic()
+            try:
+                # BEGIN (or SAVEPOINT) can fail too: busy, lost connection.
+                with _TRANSLATE:
+                    if self._outermost:
+                        store._heal_connection()
+                    with store._bounded():
+                        tx.__enter__()
+            except StorageUnavailable:
+                if self._outermost:
+                    store._after_failure()
+                raise
+        except BaseException:
+            store._guard.__exit__(None, None, None)
+            raise
+        self._tx = tx
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> Literal[False]:
+        store = self._store
+        error = exc
+        try:
+            try:
+                with store._bounded():
+                    self._tx.__exit__(exc_type, exc, tb)  # COMMIT / RELEASE, or ROLLBACK (TO SAVEPOINT)
+            except Exception as failure:
+                if exc is None:
+                    error = failure  # COMMIT failed (and peewee rolled back)
+                else:
+                    # The rollback failed while the block was failing: keep the block's error.
+                    lost = translate(failure)
+                    label = getattr(lost, "driver_error", type(failure).__name__)
+                    log.debug("Rollback after a failed unit of work also failed: %s", label)
+                    if self._outermost and isinstance(lost, StorageUnavailable):
+                        store._after_failure()
+        finally:
+            self._tx = None
+            store._guard.__exit__(None, None, None)
+        if error is None:
+            return False
+        mapped = translate(error)
+        if self._outermost and isinstance(mapped or error, StorageUnavailable):
+            store._after_failure()
+        if mapped is None:
+            if error is exc:
+                return False  # the block's own error (or an already translated one) propagates
+            raise error
+        report(mapped)
+        raise mapped from None
+
+
+def _require_driver(module: str, extra: str, scheme: str) -> None:
+    """Import a driver up front: a missing one is a configuration error naming the extra."""
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"{scheme}:// URLs need the {module} driver: pip install 'mindmesh-auth[{extra}]'",
+            variable="AUTH_DATABASE_URL",
+        ) from exc
+
+
 def _database_from_url(url: str) -> tuple[peewee.Database, bool]:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError("The database URL must look like scheme://...", variable="AUTH_DATABASE_URL")
     scheme = urlsplit(url).scheme.lower()
-    try:
-        if scheme in ("sqlite", "sqlite3"):
-            kwargs = db_url.parse("sqlite" + url[len(scheme) :])
-            name = kwargs.pop("database") or ":memory:"
-            kwargs.setdefault("timeout", 10)
-            if name == ":memory:":
-                # One connection shared by every thread (guarded by the store's
-                # lock): a private in-memory database exists per connection.
-                kwargs.setdefault("check_same_thread", False)
-                db = peewee.SqliteDatabase(name, pragmas={"foreign_keys": 1}, thread_safe=False, **kwargs)
-                return db, True
-            return peewee.SqliteDatabase(name, pragmas=dict(SQLITE_PRAGMAS), **kwargs), False
-        if scheme in ("postgres", "postgresql"):
-            kwargs = db_url.parse("postgresql" + url[len(scheme) :])
-            name = kwargs.pop("database")
-            if not name:
-                raise ConfigurationError("The PostgreSQL URL names no database.", variable="AUTH_DATABASE_URL")
-            return peewee.PostgresqlDatabase(name, **kwargs), False
-        if scheme in ("mysql", "mariadb"):
-            from pymysql.constants import CLIENT
+    if scheme in ("sqlite", "sqlite3"):
+        kwargs = db_url.parse("sqlite" + url[len(scheme) :])
+        name = kwargs.pop("database") or ":memory:"
+        timeout = kwargs.setdefault("timeout", 10)
+        if name == ":memory:":
+            # One connection shared by every thread (guarded by the store's
+            # lock): a private in-memory database exists per connection.
+            kwargs.setdefault("check_same_thread", False)
+            db = peewee.SqliteDatabase(name, pragmas={"foreign_keys": 1}, thread_safe=False, **kwargs)
+            return db, True
+        # ``?timeout=`` (seconds) is how long a writer waits for the write lock
+        # (then StorageConflict); the pragma must agree or it would override it.
+        try:
+            busy_ms = max(0, int(float(timeout) * 1000))
+        except (TypeError, ValueError):
+            raise ConfigurationError("The SQLite timeout must be a number of seconds.", variable="AUTH_DATABASE_URL") from None
+        return peewee.SqliteDatabase(name, pragmas={**SQLITE_PRAGMAS, "busy_timeout": busy_ms}, **kwargs), False
+    if scheme in ("postgres", "postgresql"):
+        _require_driver("psycopg2", "postgres", scheme)
+        kwargs = db_url.parse("postgresql" + url[len(scheme) :])
+        name = kwargs.pop("database")
+        if not name:
+            raise ConfigurationError("The PostgreSQL URL names no database.", variable="AUTH_DATABASE_URL")
+        return peewee.PostgresqlDatabase(name, **kwargs), False
+    if scheme in ("mysql", "mariadb"):
+        _require_driver("pymysql", "mysql", scheme)
+        from pymysql.constants import CLIENT
 
-            kwargs = db_url.parse("mysql" + url[len(scheme) :], unquote_password=True, unquote_user=True)
-            name = kwargs.pop("database")
-            if not name:
-                raise ConfigurationError("The MySQL URL names no database.", variable="AUTH_DATABASE_URL")
-            if "passwd" in kwargs:
-                kwargs["password"] = kwargs.pop("passwd")
-            kwargs.setdefault("charset", "utf8mb4")
-            # Affected-row counts report matched rows, not only changed ones.
-            kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
-            return peewee.MySQLDatabase(name, mariadb=True if scheme == "mariadb" else None, **kwargs), False
-    except ImportError as exc:
-        raise ConfigurationError(f"The driver for {scheme!r} is not installed.", variable="AUTH_DATABASE_URL") from exc
+        kwargs = db_url.parse("mysql" + url[len(scheme) :], unquote_password=True, unquote_user=True)
+        name = kwargs.pop("database")
+        if not name:
+            raise ConfigurationError("The MySQL URL names no database.", variable="AUTH_DATABASE_URL")
+        if "passwd" in kwargs:
+            kwargs["password"] = kwargs.pop("passwd")
+        kwargs.setdefault("charset", "utf8mb4")
+        # Affected-row counts report matched rows, not only changed ones.
+        kwargs["client_flag"] = int(kwargs.get("client_flag", 0)) | CLIENT.FOUND_ROWS
+        return peewee.MySQLDatabase(name, mariadb=True if scheme == "mariadb" else None, **kwargs), False
     raise ConfigurationError(f"Unsupported database URL scheme {scheme!r}.", variable="AUTH_DATABASE_URL")
