@@ -1,0 +1,120 @@
+"""Rate limits: exact budgets, fixed windows from the first hit, retry_after, separate keys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from mindmesh_auth import InvalidCredentials, Limit, RateLimited
+
+PASSWORD = "correct horse battery staple"
+EMAIL = "ada@example.com"
+
+
+def send(env, email: str = EMAIL) -> None:
+    env.auth.otp.send(email, "email_verify")
+
+
+def retry_after_of(call) -> int:
+    with pytest.raises(RateLimited) as info:
+        call()
+    return info.value.retry_after
+
+
+@pytest.fixture
+def limited_env(make_env):
+    """Sending allows 2 codes per 10-minute window."""
+    env = make_env(otp_send_limit=Limit(2, timedelta(minutes=10)))
+    env.auth.auth.register(EMAIL, PASSWORD)
+    return env
+
+
+def test_exactly_the_configured_count_passes_in_a_window(limited_env) -> None:
+    env = limited_env
+    send(env)
+    send(env)
+    with pytest.raises(RateLimited):
+        send(env)
+    assert len(env.outbox) == 2
+
+
+def test_retry_after_is_the_whole_window_right_after_the_first_hit(limited_env) -> None:
+    env = limited_env
+    send(env)
+    send(env)
+    assert retry_after_of(lambda: send(env)) == 600
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "expected"),
+    [
+        (timedelta(seconds=1, milliseconds=500), 599),  # 598.5 s left: rounded up
+        (timedelta(seconds=2), 598),  # whole seconds stay as they are
+        (timedelta(seconds=2, milliseconds=1), 598),  # 597.999 s left
+        (timedelta(minutes=5), 300),
+        (timedelta(minutes=9, seconds=59, milliseconds=500), 1),
+        (timedelta(minutes=9, seconds=59, milliseconds=999), 1),
+        (timedelta(minutes=9, seconds=58, milliseconds=500), 2),
+    ],
+)
+def test_retry_after_counts_whole_seconds_up_to_the_end_of_the_window(limited_env, elapsed, expected) -> None:
+    env = limited_env
+    send(env)
+    send(env)
+    env.clock.advance(elapsed)
+    assert retry_after_of(lambda: send(env)) == expected
+
+
+def test_the_window_starts_at_the_first_hit_and_is_not_extended_by_refused_calls(limited_env) -> None:
+    env = limited_env
+    send(env)
+    env.clock.advance(minutes=4)
+    send(env)
+    env.clock.advance(minutes=3)
+    assert retry_after_of(lambda: send(env)) == 180
+    env.clock.advance(minutes=2)
+    assert retry_after_of(lambda: send(env)) == 60
+    env.clock.advance(minutes=1)
+    send(env)  # a fresh window
+    send(env)
+    assert retry_after_of(lambda: send(env)) == 600
+
+
+def test_budgets_of_different_accounts_do_not_mix(limited_env) -> None:
+    env = limited_env
+    env.auth.auth.register("bob@example.com", PASSWORD)
+    send(env)
+    send(env)
+    send(env, "bob@example.com")
+    send(env, "bob@example.com")
+    with pytest.raises(RateLimited):
+        send(env)
+    with pytest.raises(RateLimited):
+        send(env, "bob@example.com")
+
+
+def test_login_budgets_are_per_client_ip(make_env) -> None:
+    env = make_env(login_ip_limit=Limit(2, timedelta(minutes=15)), login_email_limit=Limit(50, timedelta(minutes=15)))
+    env.auth.auth.register(EMAIL, PASSWORD)
+    with env.auth.context(ip_address="203.0.113.1"):
+        for _ in range(2):
+            with pytest.raises(InvalidCredentials):
+                env.auth.auth.login(EMAIL, "wrong password!")
+        with pytest.raises(RateLimited):
+            env.auth.auth.login(EMAIL, PASSWORD)
+    with env.auth.context(ip_address="203.0.113.2"):
+        assert env.auth.auth.login(EMAIL, PASSWORD).otp_required is True
+
+
+def test_a_cleared_budget_starts_again_from_zero(make_env) -> None:
+    env = make_env(login_email_limit=Limit(2, timedelta(minutes=15)))
+    env.auth.auth.register(EMAIL, PASSWORD)
+    with pytest.raises(InvalidCredentials):
+        env.auth.auth.login(EMAIL, "wrong password!")
+    env.auth.auth.login(EMAIL, PASSWORD)  # a success clears the failures
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(EMAIL, "wrong password!")
+    with pytest.raises(RateLimited):
+        env.auth.auth.login(EMAIL, PASSWORD)
