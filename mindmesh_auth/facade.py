@@ -11,18 +11,18 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from .core.auth import AuthService
-from .core.clock import SystemClock, SystemRandomness
+from .core.admin import AuditService, SessionService, UserService
 from .core.config import AuthConfig
 from .core.context import reset_context, set_context
+from .core.deps import EmailCanonicalizer, Kernel
 from .core.errors import ConfigurationError, ValidationError
-from .core.kernel import EmailCanonicalizer, Kernel
+from .core.login import AuthService
 from .core.models import RequestContext
 from .core.otp import OtpEngine, OtpService
-from .core.password import PasswordService
+from .core.password_reset import PasswordService
 from .core.ports import Clock, Mailer, Randomness, Store
+from .core.system import SystemClock, SystemRandomness
 from .core.templates import MessageTemplate, MessageTemplates
-from .core.users import AuditService, SessionService, UserService
 
 PURGE_BATCH = 1000
 """Rows deleted per unit of work by ``purge_expired``."""

@@ -23,7 +23,7 @@ _DRIVERS: dict[str, tuple[str, str]] = {
 }
 
 
-def _require(scheme: str, module: str, extra: str) -> None:
+def require_driver(scheme: str, module: str, extra: str) -> None:
     """Import what ``scheme`` needs now: a missing package names the extra to install."""
     try:
         importlib.import_module(module)
@@ -49,14 +49,14 @@ def store_from_url(url: str) -> Store:
         return MemoryStore()
     if scheme in ("sqlite", "postgres", "postgresql", "mysql", "mariadb"):
         module, extra = _DRIVERS[scheme]
-        _require(scheme, "peewee", extra)
-        _require(scheme, module, extra)
+        require_driver(scheme, "peewee", extra)
+        require_driver(scheme, module, extra)
         from .adapters.peewee import PeeweeStore
 
         return PeeweeStore.from_url(url)
     if scheme in ("mongodb", "mongodb+srv", "mongomock"):
         module, extra = _DRIVERS[scheme]
-        _require(scheme, module, extra)
+        require_driver(scheme, module, extra)
         from .adapters.mongo import MongoStore
 
         return MongoStore.from_url(url)

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 META_DIR = ROOT / "mutants" / "mindmesh_auth" / "core"
 EQUIVALENT_FILE = ROOT / "scripts" / "mutation-equivalent.txt"
 
-SECURITY_CRITICAL = ("auth", "otp", "password", "passwords", "tokens", "rate_limit", "crypto")
+SECURITY_CRITICAL = ("login", "otp", "password_reset", "passwords", "tokens", "rate_limit", "crypto")
 SECURITY_TARGET = 95.0
 CORE_TARGET = 90.0
 

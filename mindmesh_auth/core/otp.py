@@ -9,8 +9,8 @@ from typing import TypeVar
 import bcrypt
 
 from .crypto import constant_time_equals, new_id, random_digits
+from .deps import Kernel
 from .errors import DeliveryFailed, RateLimited, ValidationError
-from .kernel import Kernel
 from .models import AuditEventType, OtpChallenge, RequestContext, User
 
 __all__ = ["OtpEngine", "OtpService"]

@@ -11,8 +11,8 @@ import pytest
 
 from mindmesh_auth import MindmeshAuth, Session, TokenPair, User
 from mindmesh_auth.adapters.memory import MemoryStore
-from mindmesh_auth.core.clock import SystemClock, SystemRandomness
 from mindmesh_auth.core.models import OtpChallenge, ResetToken, RetiredRefreshToken
+from mindmesh_auth.core.system import SystemClock, SystemRandomness
 from mindmesh_auth.testing import Outbox, test_config
 
 PASSWORD = "correct horse battery staple"

@@ -363,3 +363,29 @@ def test_logout_only_ends_the_named_session(make_env) -> None:
     env.auth.auth.logout(first.session_id)
     assert env.auth.auth.get_user_from_token(other.access_token).id == user.id
     assert env.auth.auth.refresh(other.refresh_token).session_id == other.session_id
+
+
+# -- a refresh that loses the compare-and-swap gets no tokens ---------------------------------------
+
+
+def test_a_refresh_that_loses_the_rotation_race_gets_no_tokens(make_env) -> None:
+    # Another request rotates the same token between this request's lookup and its
+    # compare-and-swap: the loser must not hand out a successor that was never stored.
+    env, _user, first = start(make_env)
+    sessions = env.store.sessions
+    real_rotate = sessions.rotate
+    winner: dict[str, str] = {}
+
+    def rotate_after_a_concurrent_winner(session_id, old_hash, new_hash, now):
+        winner["hash"] = "concurrent-winner-hash"
+        assert real_rotate(session_id, old_hash, winner["hash"], now)  # the other request wins
+        return real_rotate(session_id, old_hash, new_hash, now)  # ours fails: old_hash is gone
+
+    sessions.rotate = rotate_after_a_concurrent_winner
+    with pytest.raises(InvalidRefreshToken) as info:  # inside the race window: refused, not revoked
+        env.auth.auth.refresh(first.refresh_token)
+    assert_exact_type(info, InvalidRefreshToken)
+    del sessions.rotate
+    assert env.auth.sessions.get(first.session_id).refresh_hash == winner["hash"]
+    assert env.auth.sessions.get(first.session_id).revoked_at is None
+    assert events(env, AuditEventType.SESSION_REFRESHED) == []

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import importlib
 import itertools
 import logging
 import math
@@ -52,6 +51,7 @@ from ...core.ports import (
     Store,
     UserRepository,
 )
+from ...wiring import require_driver
 from .errors import log, report, translate, translate_errors
 from .models import (
     CORE_USER_COLUMNS,
@@ -382,6 +382,58 @@ def _ms_or_none(value: int | None) -> datetime | None:
     return None if value is None else from_ms(value)
 
 
+# ---------------------------------------------------------------- statements compiled once
+
+
+class _Slot:
+    """Where a compiled statement takes a call's value: ``values[name]``, converted as peewee would."""
+
+    __slots__ = ("convert", "name")
+
+    def __init__(self, name: str, convert: Callable[[Any], Any] | None) -> None:
+        self.name = name
+        self.convert = convert
+
+
+class _P(peewee.Value):  # type: ignore[misc]
+    """A named parameter of a statement compiled once (see :meth:`_Repo._run`).
+
+    Its value is converted as peewee converts a literal in the same place: by
+    ``column``'s ``db_value`` if given (insert and update values), otherwise by
+    the converter in effect where it stands (the compared column's)."""
+
+    def __init__(self, name: str, column: peewee.Field | None = None) -> None:
+        super().__init__(None, converter=False)
+        self.name = name
+        self.column = column
+
+    def __sql__(self, ctx: Any) -> Any:
+        convert = self.column.db_value if self.column is not None else ctx.state.converter
+        return ctx.value(_Slot(self.name, convert), converter=False)
+
+
+def _row_params(columns: Sequence[peewee.Field]) -> dict[Any, _P]:
+    """An insert row of parameters, one per column, named after the field."""
+    return {c: _P(c.name, c) for c in columns}
+
+
+class _Statement:
+    """A query's SQL, compiled once for one database, and how to bind a call's values to it."""
+
+    __slots__ = ("binds", "database", "sql")
+
+    def __init__(self, database: peewee.Database, query: peewee.Query) -> None:
+        sql, params = database.get_sql_context().sql(query).query()  # type: ignore[no-untyped-call]
+        self.database = database
+        self.sql: str = sql
+        self.binds: tuple[Any, ...] = tuple(params)
+
+    def params(self, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            (values[b.name] if b.convert is None else b.convert(values[b.name])) if type(b) is _Slot else b for b in self.binds
+        )
+
+
 class _Repo:
     def __init__(self, store: PeeweeStore) -> None:
         self._store = store
@@ -395,6 +447,18 @@ class _Repo:
 
     def _first(self, query: peewee.Query) -> Any:
         return self._db.execute(query).fetchone()
+
+    def _run(self, key: str, build: Callable[[], peewee.Query], /, **values: Any) -> Any:
+        """Execute ``build()``'s query with its :class:`_P` parameters set from
+        ``values``; returns the cursor. The SQL is generated once per store and
+        database (``key`` names it), not on every call."""
+        db = resolve_database(self._db)
+        statements = self._store._statements
+        statement = statements.get(key)
+        if statement is None or statement.database is not db:
+            assert db is not None
+            statement = statements[key] = _Statement(db, build())
+        return self._db.execute_sql(statement.sql, statement.params(values))
 
     def _delete(self, model: Any, where: Any, limit: int | None, order: tuple[Any, ...] = ()) -> int:
         """``DELETE ... WHERE where``; with ``limit``, at most that many rows (in ``order``):
@@ -418,7 +482,6 @@ class PeeweeUsers(_Repo, UserRepository):
         U = self._m.User  # noqa: N806
         self._extras = {f.name: f for f in self._m.user_extra_fields}
         self._columns = [getattr(U, name) for name in CORE_USER_COLUMNS] + list(self._m.user_extra_fields)
-        self._sql: dict[str, str] = {}
 
     # Row <-> User ------------------------------------------------------
     def from_row(self, row: Sequence[Any], offset: int = 0) -> User:
@@ -436,17 +499,9 @@ class PeeweeUsers(_Repo, UserRepository):
             profile=profile,
         )
 
-    def _compiled(self, key: str, build: Callable[[], peewee.Query]) -> str:
-        sql = self._sql.get(key)
-        if sql is None:
-            sql, _params = build().sql()
-            self._sql[key] = sql
-        return str(sql)
-
     def _fetch_one(self, key: str, column: peewee.Field, value: str) -> User | None:
         U = self._m.User  # noqa: N806
-        sql = self._compiled(key, lambda: U.select(*self._columns).where(column == "?"))
-        row = self._db.execute_sql(sql, (value,)).fetchone()
+        row = self._run(key, lambda: U.select(*self._columns).where(column == _P("value")), value=value).fetchone()
         return self.from_row(row) if row is not None else None
 
     # Port --------------------------------------------------------------
@@ -471,17 +526,17 @@ class PeeweeUsers(_Repo, UserRepository):
         U = self._m.User  # noqa: N806
         with self._store.atomic():
             U.insert(row).as_rowcount().execute()
-            stored = self._fetch_one("by_id", U.id, user.id)
+            stored = self._fetch_one("users.by_id", U.id, user.id)
         assert stored is not None
         return stored
 
     @_op
     def get(self, user_id: str) -> User | None:
-        return self._fetch_one("by_id", self._m.User.id, user_id)
+        return self._fetch_one("users.by_id", self._m.User.id, user_id)
 
     @_op
     def get_by_email(self, email: str) -> User | None:
-        return self._fetch_one("by_email", self._m.User.email, email)
+        return self._fetch_one("users.by_email", self._m.User.email, email)
 
     def _update(self, user_id: str, changes: dict[str, Any]) -> bool:
         U = self._m.User  # noqa: N806
@@ -559,31 +614,32 @@ class PeeweeSessions(_Repo, SessionRepository):
             user_agent=r[9],
         )
 
-    def _one(self, where: Any) -> Session | None:
-        row = self._first(self._m.Session.select(*self._columns).where(where).limit(1))
+    def _one(self, key: str, column: peewee.Field, value: str) -> Session | None:
+        S = self._m.Session  # noqa: N806
+        row = self._run(key, lambda: S.select(*self._columns).where(column == _P("value")).limit(1), value=value).fetchone()
         return self.from_row(row) if row is not None else None
 
     @_op
     def add(self, session: Session) -> None:
         S = self._m.Session  # noqa: N806
-        S.insert(
-            {
-                S.id: session.id,
-                S.user_id: session.user_id,
-                S.refresh_hash: session.refresh_hash,
-                S.created_at: to_ms(session.created_at),
-                S.expires_at: to_ms(session.expires_at),
-                S.last_active_at: to_ms(session.last_active_at),
-                S.revoked_at: None if session.revoked_at is None else to_ms(session.revoked_at),
-                S.revoke_reason: session.revoke_reason,
-                S.ip_address: session.ip_address,
-                S.user_agent: session.user_agent,
-            }
-        ).as_rowcount().execute()
+        self._run(
+            "sessions.add",
+            lambda: S.insert(_row_params(self._columns)).as_rowcount(),
+            id=session.id,
+            user_id=session.user_id,
+            refresh_hash=session.refresh_hash,
+            created_at=to_ms(session.created_at),
+            expires_at=to_ms(session.expires_at),
+            last_active_at=to_ms(session.last_active_at),
+            revoked_at=None if session.revoked_at is None else to_ms(session.revoked_at),
+            revoke_reason=session.revoke_reason,
+            ip_address=session.ip_address,
+            user_agent=session.user_agent,
+        )
 
     @_op
     def get(self, session_id: str) -> Session | None:
-        return self._one(self._m.Session.id == session_id)
+        return self._one("sessions.by_id", self._m.Session.id, session_id)
 
     def _build_with_user_sql(self) -> str:
         S, U = self._m.Session, self._m.User  # noqa: N806
@@ -633,7 +689,7 @@ class PeeweeSessions(_Repo, SessionRepository):
 
     @_op
     def get_by_refresh_hash(self, refresh_hash: str) -> Session | None:
-        return self._one(self._m.Session.refresh_hash == refresh_hash)
+        return self._one("sessions.by_refresh_hash", self._m.Session.refresh_hash, refresh_hash)
 
     @_op
     def rotate(self, session_id: str, old_hash: str, new_hash: str, now: datetime) -> bool:
@@ -641,16 +697,29 @@ class PeeweeSessions(_Repo, SessionRepository):
         now_ms = to_ms(now)
         with self._store.atomic():
             # Compare-and-swap: only the caller whose UPDATE matched wins.
-            n = (
-                S.update({S.refresh_hash: new_hash, S.last_active_at: now_ms})
-                .where((S.id == session_id) & (S.refresh_hash == old_hash) & S.revoked_at.is_null() & (S.expires_at > now_ms))
-                .execute()
-            )
+            n = self._run(
+                "sessions.rotate",
+                lambda: S.update(
+                    {S.refresh_hash: _P("new", S.refresh_hash), S.last_active_at: _P("now", S.last_active_at)}
+                ).where((S.id == _P("id")) & (S.refresh_hash == _P("old")) & S.revoked_at.is_null() & (S.expires_at > _P("now"))),
+                id=session_id,
+                old=old_hash,
+                new=new_hash,
+                now=now_ms,
+            ).rowcount
             if n != 1:
                 return False
             # The retired hash takes the session's expiry straight from the row.
-            source = S.select(peewee.Value(old_hash), S.id, peewee.Value(now_ms), S.expires_at).where(S.id == session_id)
-            R.insert_from(source, [R.token_hash, R.session_id, R.rotated_at, R.expires_at]).as_rowcount().execute()
+            self._run(
+                "sessions.retire",
+                lambda: R.insert_from(
+                    S.select(_P("old"), S.id, _P("now"), S.expires_at).where(S.id == _P("id")),
+                    [R.token_hash, R.session_id, R.rotated_at, R.expires_at],
+                ).as_rowcount(),
+                id=session_id,
+                old=old_hash,
+                now=now_ms,
+            )
             return True
 
     @_op
@@ -667,11 +736,15 @@ class PeeweeSessions(_Repo, SessionRepository):
     @_op
     def revoke(self, session_id: str, now: datetime, reason: str) -> bool:
         S = self._m.Session  # noqa: N806
-        n = (
-            S.update({S.revoked_at: to_ms(now), S.revoke_reason: reason})
-            .where((S.id == session_id) & S.revoked_at.is_null())
-            .execute()
-        )
+        n = self._run(
+            "sessions.revoke",
+            lambda: S.update({S.revoked_at: _P("now", S.revoked_at), S.revoke_reason: _P("reason", S.revoke_reason)}).where(
+                (S.id == _P("id")) & S.revoked_at.is_null()
+            ),
+            id=session_id,
+            now=to_ms(now),
+            reason=reason,
+        ).rowcount
         return bool(n == 1)
 
     @_op
@@ -739,72 +812,93 @@ class PeeweeOtps(_Repo, OtpRepository):
     @_op
     def put(self, challenge: OtpChallenge) -> None:
         O = self._m.Otp  # noqa: N806, E741
-        row = {
-            O.id: challenge.id,
-            O.email: challenge.email,
-            O.purpose: challenge.purpose,
-            O.code_hash: challenge.code_hash,
-            O.created_at: to_ms(challenge.created_at),
-            O.expires_at: to_ms(challenge.expires_at),
-            O.user_id: challenge.user_id,
-            O.attempts: int(challenge.attempts),
-            O.status: challenge.status,
-            O.consumed_at: None if challenge.consumed_at is None else to_ms(challenge.consumed_at),
-        }
-        replaced = [c for c in self._columns if c.name not in ("email", "purpose")]
-        # One upsert on the (email, purpose) unique key: the new challenge
-        # replaces the old row in place.
-        if self._store.is_mysql:
-            query = O.insert(row).on_conflict(preserve=replaced)  # ON DUPLICATE KEY UPDATE
-        else:
-            query = O.insert(row).on_conflict(conflict_target=[O.email, O.purpose], preserve=replaced)
-        query.as_rowcount().execute()
+
+        def upsert() -> Any:
+            # One upsert on the (email, purpose) unique key: the new challenge
+            # replaces the old row in place.
+            replaced = [c for c in self._columns if c.name not in ("email", "purpose")]
+            query = O.insert(_row_params(self._columns))
+            if self._store.is_mysql:
+                return query.on_conflict(preserve=replaced).as_rowcount()  # ON DUPLICATE KEY UPDATE
+            return query.on_conflict(conflict_target=[O.email, O.purpose], preserve=replaced).as_rowcount()
+
+        self._run(
+            "otps.put",
+            upsert,
+            id=challenge.id,
+            email=challenge.email,
+            purpose=challenge.purpose,
+            code_hash=challenge.code_hash,
+            created_at=to_ms(challenge.created_at),
+            expires_at=to_ms(challenge.expires_at),
+            user_id=challenge.user_id,
+            attempts=int(challenge.attempts),
+            status=challenge.status,
+            consumed_at=None if challenge.consumed_at is None else to_ms(challenge.consumed_at),
+        )
 
     @_op
     def get(self, email: str, purpose: str) -> OtpChallenge | None:
         O = self._m.Otp  # noqa: N806, E741
-        row = self._first(O.select(*self._columns).where((O.email == email) & (O.purpose == purpose)).limit(1))
+        row = self._run(
+            "otps.get",
+            lambda: O.select(*self._columns).where((O.email == _P("email")) & (O.purpose == _P("purpose"))).limit(1),
+            email=email,
+            purpose=purpose,
+        ).fetchone()
         return self.from_row(row) if row is not None else None
 
     @_op
     def mark_sent(self, challenge_id: str) -> bool:
         O = self._m.Otp  # noqa: N806, E741
-        n = O.update({O.status: "sent"}).where((O.id == challenge_id) & (O.status == "pending")).execute()
+        n = self._run(
+            "otps.mark_sent",
+            lambda: O.update({O.status: "sent"}).where((O.id == _P("id")) & (O.status == "pending")),
+            id=challenge_id,
+        ).rowcount
         return bool(n == 1)
 
     @_op
     def discard(self, challenge_id: str) -> None:
         O = self._m.Otp  # noqa: N806, E741
-        O.delete().where(O.id == challenge_id).execute()
+        self._run("otps.discard", lambda: O.delete().where(O.id == _P("id")), id=challenge_id)
 
     @_op
     def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
         O = self._m.Otp  # noqa: N806, E741
-        query = O.update({O.attempts: O.attempts + 1}).where(
-            (O.id == challenge_id)
-            & (O.status == "sent")
-            & O.consumed_at.is_null()
-            & (O.expires_at > to_ms(now))
-            & (O.attempts < int(max_attempts))
-        )
+        values = {"id": challenge_id, "now": to_ms(now), "max": int(max_attempts)}
+
+        def increment() -> Any:
+            return O.update({O.attempts: O.attempts + 1}).where(
+                (O.id == _P("id"))
+                & (O.status == "sent")
+                & O.consumed_at.is_null()
+                & (O.expires_at > _P("now"))
+                & (O.attempts < _P("max"))
+            )
+
         if self._store.supports_returning:
             # One statement: the conditional increment returns the new count.
-            row = self._first(query.returning(O.attempts))
+            row = self._run("otps.attempt_returning", lambda: increment().returning(O.attempts), **values).fetchone()
             return int(row[0]) if row is not None else None
         with self._store.atomic():
-            if query.execute() != 1:
+            if self._run("otps.attempt", increment, **values).rowcount != 1:
                 return None
             # Same transaction: our row lock is held, the count is ours.
-            return int(self._first(O.select(O.attempts).where(O.id == challenge_id))[0])
+            row = self._run("otps.attempts", lambda: O.select(O.attempts).where(O.id == _P("id")), id=challenge_id).fetchone()
+            return int(row[0])
 
     @_op
     def consume(self, challenge_id: str, now: datetime) -> bool:
         O = self._m.Otp  # noqa: N806, E741
-        n = (
-            O.update({O.consumed_at: to_ms(now)})
-            .where((O.id == challenge_id) & O.consumed_at.is_null() & (O.expires_at > to_ms(now)))
-            .execute()
-        )
+        n = self._run(
+            "otps.consume",
+            lambda: O.update({O.consumed_at: _P("now", O.consumed_at)}).where(
+                (O.id == _P("id")) & O.consumed_at.is_null() & (O.expires_at > _P("now"))
+            ),
+            id=challenge_id,
+            now=to_ms(now),
+        ).rowcount
         return bool(n == 1)
 
     @_op
@@ -837,46 +931,62 @@ class PeeweeResetTokens(_Repo, ResetTokenRepository):
     def put(self, token: ResetToken) -> None:
         T = self._m.Reset  # noqa: N806
         with self._store.atomic():
-            T.delete().where(
-                ((T.user_id == token.user_id) & T.consumed_at.is_null()) | (T.token_hash == token.token_hash)
-            ).execute()
-            T.insert(
-                {
-                    T.id: token.id,
-                    T.user_id: token.user_id,
-                    T.token_hash: token.token_hash,
-                    T.created_at: to_ms(token.created_at),
-                    T.expires_at: to_ms(token.expires_at),
-                    T.consumed_at: None if token.consumed_at is None else to_ms(token.consumed_at),
-                }
-            ).as_rowcount().execute()
+            self._run(
+                "reset_tokens.replace",
+                lambda: T.delete().where(
+                    ((T.user_id == _P("user_id")) & T.consumed_at.is_null()) | (T.token_hash == _P("token_hash"))
+                ),
+                user_id=token.user_id,
+                token_hash=token.token_hash,
+            )
+            self._run(
+                "reset_tokens.put",
+                lambda: T.insert(_row_params(self._columns)).as_rowcount(),
+                id=token.id,
+                user_id=token.user_id,
+                token_hash=token.token_hash,
+                created_at=to_ms(token.created_at),
+                expires_at=to_ms(token.expires_at),
+                consumed_at=None if token.consumed_at is None else to_ms(token.consumed_at),
+            )
 
     @_op
     def get(self, token_hash: str) -> ResetToken | None:
-        T = self._m.Reset  # noqa: N806
-        row = self._first(T.select(*self._columns).where(T.token_hash == token_hash).limit(1))
+        row = self._by_hash(token_hash)
         return self.from_row(row) if row is not None else None
+
+    def _by_hash(self, token_hash: str) -> Any:
+        T = self._m.Reset  # noqa: N806
+        select = lambda: T.select(*self._columns).where(T.token_hash == _P("hash")).limit(1)  # noqa: E731
+        return self._run("reset_tokens.get", select, hash=token_hash).fetchone()
 
     @_op
     def consume(self, token_hash: str, now: datetime) -> ResetToken | None:
         T = self._m.Reset  # noqa: N806
-        now_ms = to_ms(now)
-        query = T.update({T.consumed_at: now_ms}).where(
-            (T.token_hash == token_hash) & T.consumed_at.is_null() & (T.expires_at > now_ms)
-        )
+        values = {"hash": token_hash, "now": to_ms(now)}
+
+        def update() -> Any:
+            return T.update({T.consumed_at: _P("now", T.consumed_at)}).where(
+                (T.token_hash == _P("hash")) & T.consumed_at.is_null() & (T.expires_at > _P("now"))
+            )
+
         if self._store.supports_returning:
-            row = self._first(query.returning(*self._columns))
+            row = self._run("reset_tokens.consume_returning", lambda: update().returning(*self._columns), **values).fetchone()
             return self.from_row(row) if row is not None else None
         with self._store.atomic():
-            if query.execute() != 1:
+            if self._run("reset_tokens.consume", update, **values).rowcount != 1:
                 return None
-            row = self._first(T.select(*self._columns).where(T.token_hash == token_hash).limit(1))
+            row = self._by_hash(token_hash)
             return self.from_row(row) if row is not None else None
 
     @_op
     def delete_for_user(self, user_id: str) -> int:
         T = self._m.Reset  # noqa: N806
-        return int(T.delete().where(T.user_id == user_id).execute())
+        return int(
+            self._run(
+                "reset_tokens.delete_for_user", lambda: T.delete().where(T.user_id == _P("user_id")), user_id=user_id
+            ).rowcount
+        )
 
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
@@ -891,40 +1001,49 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
     @_op
     def hit(self, key: str, now: datetime, expires_at: datetime, amount: int = 1) -> CounterState:
         C = self._m.Counter  # noqa: N806
-        now_ms, exp_ms, amount = to_ms(now), to_ms(expires_at), int(amount)
-        expired = C.expires_at <= now_ms
-        # Order matters on MySQL (assignments run left to right and see earlier
-        # ones): ``count`` is computed first, from the *old* expires_at.
-        update = {
-            C.count: peewee.Case(None, [(expired, amount)], C.count + amount),
-            C.expires_at: peewee.Case(None, [(expired, exp_ms)], C.expires_at),
-        }
-        row = {C.key: key, C.count: amount, C.expires_at: exp_ms}
-        if self._store.is_mysql:
+        values = {"key": key, "now": to_ms(now), "expires_at": to_ms(expires_at), "amount": int(amount)}
+
+        def upsert() -> Any:
+            expired = C.expires_at <= _P("now")
+            # Order matters on MySQL (assignments run left to right and see earlier
+            # ones): ``count`` is computed first, from the *old* expires_at.
+            update = {
+                C.count: peewee.Case(None, [(expired, _P("amount", C.count))], C.count + _P("amount", C.count)),
+                C.expires_at: peewee.Case(None, [(expired, _P("expires_at", C.expires_at))], C.expires_at),
+            }
+            query = C.insert(
+                {C.key: _P("key", C.key), C.count: _P("amount", C.count), C.expires_at: _P("expires_at", C.expires_at)}
+            )
+            if self._store.is_mysql:
+                return query.on_conflict(update=update)
+            return query.on_conflict(conflict_target=[C.key], update=update)
+
+        if self._store.supports_returning:  # PostgreSQL, SQLite 3.35+
+            returning = lambda: upsert().returning(C.count, C.expires_at)  # noqa: E731
+            count, exp = self._run("rate_limits.hit_returning", returning, **values).fetchone()
+        else:  # MySQL/MariaDB, SQLite older than 3.35
             with self._store.atomic():
-                C.insert(row).on_conflict(update=update).as_rowcount().execute()
+                self._run("rate_limits.hit", lambda: upsert().as_rowcount(), **values)
                 # Same transaction: the row stays locked by our upsert.
-                count, exp = self._first(C.select(C.count, C.expires_at).where(C.key == key))
-        else:
-            query = C.insert(row).on_conflict(conflict_target=[C.key], update=update)
-            if self._store.supports_returning:
-                count, exp = self._first(query.returning(C.count, C.expires_at))
-            else:  # SQLite older than 3.35
-                with self._store.atomic():
-                    query.as_rowcount().execute()
-                    count, exp = self._first(C.select(C.count, C.expires_at).where(C.key == key))
+                select = lambda: C.select(C.count, C.expires_at).where(C.key == _P("key"))  # noqa: E731
+                count, exp = self._run("rate_limits.read", select, key=key).fetchone()
         return CounterState(int(count), from_ms(exp))
 
     @_op
     def get(self, key: str, now: datetime) -> CounterState | None:
         C = self._m.Counter  # noqa: N806
-        row = self._first(C.select(C.count, C.expires_at).where((C.key == key) & (C.expires_at > to_ms(now))).limit(1))
+        row = self._run(
+            "rate_limits.get",
+            lambda: C.select(C.count, C.expires_at).where((C.key == _P("key")) & (C.expires_at > _P("now"))).limit(1),
+            key=key,
+            now=to_ms(now),
+        ).fetchone()
         return CounterState(int(row[0]), from_ms(row[1])) if row is not None else None
 
     @_op
     def reset(self, key: str) -> None:
         C = self._m.Counter  # noqa: N806
-        C.delete().where(C.key == key).execute()
+        self._run("rate_limits.reset", lambda: C.delete().where(C.key == _P("key")), key=key)
 
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
@@ -954,18 +1073,27 @@ class PeeweeAudit(_Repo, AuditRepository):
     @_op
     def append(self, event: AuditEvent) -> AuditEvent:
         A = self._m.Audit  # noqa: N806
-        new_id = A.insert(
-            {
-                A.type: AuditEventType(event.type).value,
-                A.occurred_at: to_ms(event.occurred_at),
-                A.user_id: event.user_id,
-                A.email: event.email,
-                A.ip_address: event.ip_address,
-                A.user_agent: event.user_agent,
-                A.session_id: event.session_id,
-                A.reason: event.reason,
-            }
-        ).execute()
+        # As peewee's own insert: the new id from RETURNING where the engine
+        # has it (PostgreSQL), else from the cursor.
+        returning = bool(resolve_database(self._db).returning_clause)  # type: ignore[union-attr]
+
+        def insert() -> Any:
+            query = A.insert(_row_params(self._columns[1:]))
+            return query.returning(A.id) if returning else query
+
+        cursor = self._run(
+            "audit.append_returning" if returning else "audit.append",
+            insert,
+            type=AuditEventType(event.type).value,
+            occurred_at=to_ms(event.occurred_at),
+            user_id=event.user_id,
+            email=event.email,
+            ip_address=event.ip_address,
+            user_agent=event.user_agent,
+            session_id=event.session_id,
+            reason=event.reason,
+        )
+        new_id = cursor.fetchone()[0] if returning else cursor.lastrowid
         return attrs.evolve(event, id=str(new_id))
 
     @_op
@@ -1196,6 +1324,7 @@ class PeeweeStore(Store):
         self.models = build_models(database, self.table_names, user_model)
         self._guard: Any = contextlib.nullcontext()
         self._returning: bool | None = None
+        self._statements: dict[str, _Statement] = {}  # see _Repo._run
         self.users = PeeweeUsers(self)
         self.sessions = PeeweeSessions(self, self.users)
         self.otps = PeeweeOtps(self)
@@ -1498,17 +1627,6 @@ class _Unit:
         raise mapped from None
 
 
-def _require_driver(module: str, extra: str, scheme: str) -> None:
-    """Import a driver up front: a missing one is a configuration error naming the extra."""
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        raise ConfigurationError(
-            f"{scheme}:// URLs need the {module} driver: pip install 'mindmesh-auth[{extra}]'",
-            variable="AUTH_DATABASE_URL",
-        ) from exc
-
-
 def _database_from_url(url: str) -> tuple[peewee.Database, bool]:
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError("The database URL must look like scheme://...", variable="AUTH_DATABASE_URL")
@@ -1531,14 +1649,14 @@ def _database_from_url(url: str) -> tuple[peewee.Database, bool]:
             raise ConfigurationError("The SQLite timeout must be a number of seconds.", variable="AUTH_DATABASE_URL") from None
         return peewee.SqliteDatabase(name, pragmas={**SQLITE_PRAGMAS, "busy_timeout": busy_ms}, **kwargs), False
     if scheme in ("postgres", "postgresql"):
-        _require_driver("psycopg2", "postgres", scheme)
+        require_driver(scheme, "psycopg2", "postgres")
         kwargs = db_url.parse("postgresql" + url[len(scheme) :])
         name = kwargs.pop("database")
         if not name:
             raise ConfigurationError("The PostgreSQL URL names no database.", variable="AUTH_DATABASE_URL")
         return peewee.PostgresqlDatabase(name, **kwargs), False
     if scheme in ("mysql", "mariadb"):
-        _require_driver("pymysql", "mysql", scheme)
+        require_driver(scheme, "pymysql", "mysql")
         from pymysql.constants import CLIENT
 
         kwargs = db_url.parse("mysql" + url[len(scheme) :], unquote_password=True, unquote_user=True)

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TypeVar
 
 from .audit import Auditor
-from .clock import to_millis
 from .config import AuthConfig
 from .context import resolve_context
 from .crypto import KeyRing
@@ -17,6 +16,7 @@ from .models import RequestContext
 from .passwords import PasswordHasher, PasswordPolicy
 from .ports import Clock, Mailer, Randomness, Store
 from .rate_limit import RateLimiter
+from .system import to_millis
 from .templates import MessageTemplates
 from .tokens import AccessTokenCodec
 

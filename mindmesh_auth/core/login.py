@@ -9,6 +9,7 @@ from typing import Any
 
 from .context import ip_bucket
 from .crypto import new_id, random_token
+from .deps import Kernel
 from .errors import (
     DuplicateKeyError,
     EmailAlreadyRegistered,
@@ -20,7 +21,6 @@ from .errors import (
     RefreshTokenReused,
     ValidationError,
 )
-from .kernel import Kernel
 from .models import (
     CORE_USER_FIELDS,
     AuditEventType,

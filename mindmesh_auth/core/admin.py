@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from .deps import Kernel
 from .errors import SessionNotFound, UserNotFound, ValidationError
-from .kernel import Kernel
 from .models import AuditEvent, AuditEventType, RequestContext, Session, User
 
 __all__ = ["AuditService", "SessionService", "UserService"]

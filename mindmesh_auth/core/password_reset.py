@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from .context import ip_bucket
 from .crypto import new_id, random_token
+from .deps import Kernel
 from .errors import DeliveryFailed, InvalidPassword, InvalidResetToken, RateLimited, UserNotFound
-from .kernel import Kernel
 from .models import AuditEventType, RequestContext, ResetToken, User
 
 __all__ = ["PasswordService"]
