@@ -52,7 +52,7 @@ from ...core.ports import (
     UserRepository,
 )
 from ...wiring import require_driver
-from .errors import log, report, translate, translate_errors
+from .errors import _family_and_code, log, report, translate, translate_errors
 from .models import (
     CORE_USER_COLUMNS,
     BaseUserModel,
@@ -124,14 +124,13 @@ def _dbapi_class(driver: BaseException) -> str | None:
 
 
 def _sqlstate(exc: BaseException) -> str | None:
-    code = getattr(_driver_exception(exc), "pgcode", None) or getattr(_driver_exception(exc), "sqlstate", None)
-    return str(code) if code else None
+    family, code = _family_and_code(_driver_exception(exc))
+    return code if family == "postgresql" else None
 
 
 def _mysql_errno(driver: BaseException) -> int | None:
-    if type(driver).__module__.split(".")[0] != "pymysql":
-        return None
-    return driver.args[0] if driver.args and isinstance(driver.args[0], int) else None
+    family, code = _family_and_code(driver)
+    return int(code) if family == "mysql" and code is not None else None
 
 
 def _timed_out(driver: BaseException) -> bool:
