@@ -289,6 +289,20 @@ class MemoryOtps(_Repo, OtpRepository):
             self._replace(attrs.evolve(c, consumed_at=now))
             return True
 
+    def redeem(self, challenge_id: str, now: datetime, max_attempts: int) -> bool:
+        with self._lock:
+            c = self._find(challenge_id)
+            if (
+                c is None
+                or c.status != "sent"
+                or c.consumed_at is not None
+                or now >= c.expires_at
+                or c.attempts >= max_attempts
+            ):
+                return False
+            self._replace(attrs.evolve(c, attempts=c.attempts + 1, consumed_at=now))
+            return True
+
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         with self._lock:
             dead = _first([k for k, c in self._by_key.items() if c.expires_at <= now or c.consumed_at is not None], limit)
@@ -392,6 +406,12 @@ class MemoryAudit(_Repo, AuditRepository):
             self._write()
             self._events.append(stored)
             return stored
+
+    def append_many(self, events: Sequence[AuditEvent]) -> None:
+        with self._lock:
+            stored = [attrs.evolve(event, id=str(next(self._ids))) for event in events]
+            self._write()
+            self._events.extend(stored)
 
     def query(
         self,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
 from .models import AuditEvent, AuditEventType, RequestContext
@@ -36,8 +39,35 @@ def clean_text(value: str | None, limit: int = _MAX) -> str | None:
 
 
 class Auditor:
+    """Writes audit rows; inside :meth:`batch` (a unit of work) it collects them and
+    writes them together at the end of the unit (one statement on SQL), in order."""
+
     def __init__(self, repo: AuditRepository) -> None:
         self._repo = repo
+        self._local = threading.local()
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Collect the rows recorded in the block (this thread only) and append them
+        when it ends normally; drop them when it raises. A nested batch is part of
+        the outer one (its rows are dropped if it raises, kept otherwise)."""
+        pending: list[AuditEvent] | None = getattr(self._local, "pending", None)
+        if pending is not None:
+            mark = len(pending)
+            try:
+                yield
+            except BaseException:
+                del pending[mark:]
+                raise
+            return
+        rows: list[AuditEvent] = []
+        self._local.pending = rows
+        try:
+            yield
+        finally:
+            self._local.pending = None
+        if rows:
+            self._repo.append_many(rows)
 
     def record(
         self,
@@ -50,15 +80,18 @@ class Auditor:
         session_id: str | None = None,
         reason: str | None = None,
     ) -> None:
-        self._repo.append(
-            AuditEvent(
-                type=type,
-                occurred_at=now,
-                user_id=user_id,
-                email=clean_text(email),
-                ip_address=context.ip_address,
-                user_agent=clean_text(context.user_agent, 512),
-                session_id=session_id,
-                reason=reason,
-            )
+        event = AuditEvent(
+            type=type,
+            occurred_at=now,
+            user_id=user_id,
+            email=clean_text(email),
+            ip_address=context.ip_address,
+            user_agent=clean_text(context.user_agent, 512),
+            session_id=session_id,
+            reason=reason,
         )
+        pending: list[AuditEvent] | None = getattr(self._local, "pending", None)
+        if pending is not None:
+            pending.append(event)
+        else:
+            self._repo.append(event)

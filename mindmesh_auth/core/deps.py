@@ -75,12 +75,13 @@ class Kernel:
         A ``StorageConflict`` (the backend broke a deadlock or a serialization
         conflict by rolling the unit back) runs the whole unit again, at most
         ``UNIT_ATTEMPTS`` times in all. ``work`` must therefore only read and
-        write through the store: no mail, no other network call.
+        write through the store: no mail, no other network call. The unit's
+        audit rows are written together at its end, inside it (``append_many``).
         """
         attempt = 1
         while True:
             try:
-                with self.store.atomic():
+                with self.store.atomic(), self.auditor.batch():
                     return work()
             except StorageConflict:
                 if attempt >= UNIT_ATTEMPTS:

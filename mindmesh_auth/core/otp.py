@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import datetime
 from typing import TypeVar
 
+import attrs
 import bcrypt
 
 from .crypto import constant_time_equals, new_id, random_digits
@@ -100,48 +102,93 @@ class OtpEngine:
     ) -> tuple[OtpChallenge, T] | None:
         """Verify and consume: ``(challenge, on_success(challenge))`` for exactly one correct caller.
 
-        The attempt is counted, and a failure audited, outside any unit of work
-        (kept on purpose). Consuming the code and ``on_success`` (which only
-        touches the store) run as one unit: if it fails, the code is not spent.
+        Every call counts one attempt against the account (``otp-fail:``, cleared
+        only by a success) and one against the challenge, before anything is
+        said about the code. A counted attempt stays counted and a failure is
+        audited outside any unit (kept on purpose). Consuming the code and
+        ``on_success`` (which only touches the store) are one unit with the
+        clearing of the counter: if it fails, the code is not spent.
         """
         k = self.k
         now = k.now()
         fail_key = f"otp-fail:{email}"
-        # Counted before checking (atomic); a success clears it. New codes do not.
         try:
-            k.limiter.consume(fail_key, k.config.otp_account_failure_limit, now)
+            if k.config.otp_hash == "bcrypt":
+                outcome = self._check_slow(email, code, purpose, now, fail_key, on_success)
+            else:
+                outcome = self._check_keyed(email, code, purpose, now, fail_key, on_success)
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=email, reason="otp_verify")
             raise
+        if isinstance(outcome, _Miss):
+            k.auditor.record(
+                AuditEventType.OTP_FAILED, now, ctx, user_id=outcome.user_id, email=email, reason=f"{purpose}:{outcome.reason}"
+            )
+            return None
+        return outcome
+
+    def _check_keyed(
+        self, email: str, code: str, purpose: str, now: datetime, fail_key: str, on_success: Callable[[OtpChallenge], T]
+    ) -> tuple[OtpChallenge, T] | _Miss:
+        """Keyed-hash codes: the comparison is cheap, so it runs first and the rest is ONE
+        unit (one commit). The unit counts before it looks at the comparison: a
+        rate-limited caller gets the same statements whether its code was right.
+        Every verify takes its row locks in the same order (the account's counter,
+        then the challenge), so parallel verifies queue instead of deadlocking."""
+        k = self.k
         challenge = k.store.otps.get(email, purpose)
-        reason = "no_challenge"
-        if challenge is not None:
-            reason = "expired_or_used"
-            if k.store.otps.register_attempt(challenge.id, now, k.config.otp_max_attempts) is not None:
-                reason = "wrong_code"
-                if self._matches(challenge, code):
-                    reason = "already_used"
-                    found: OtpChallenge = challenge
+        right = challenge is not None and self._matches(challenge, code)
 
-                    def finish() -> tuple[OtpChallenge, T] | None:
-                        if not k.store.otps.consume(found.id, now):
-                            return None
-                        result = on_success(found)
-                        k.limiter.clear(fail_key)
-                        return found, result
+        def attempt() -> tuple[OtpChallenge, T] | _Miss:
+            k.limiter.consume(fail_key, k.config.otp_account_failure_limit, now)
+            if challenge is None:
+                return _Miss("no_challenge", None)
+            if right:  # counted and consumed in one step
+                if not k.store.otps.redeem(challenge.id, now, k.config.otp_max_attempts):
+                    return _Miss("expired_or_used", challenge.user_id)
+                return self._succeed(challenge, fail_key, on_success)
+            if k.store.otps.register_attempt(challenge.id, now, k.config.otp_max_attempts) is None:
+                return _Miss("expired_or_used", challenge.user_id)
+            return _Miss("wrong_code", challenge.user_id)
 
-                    outcome = k.unit(finish)
-                    if outcome is not None:
-                        return outcome
-        k.auditor.record(
-            AuditEventType.OTP_FAILED,
-            now,
-            ctx,
-            user_id=challenge.user_id if challenge else None,
-            email=email,
-            reason=f"{purpose}:{reason}",
-        )
-        return None
+        return k.unit(attempt)
+
+    def _check_slow(
+        self, email: str, code: str, purpose: str, now: datetime, fail_key: str, on_success: Callable[[OtpChallenge], T]
+    ) -> tuple[OtpChallenge, T] | _Miss:
+        """bcrypt codes: both attempts are committed before the slow comparison (no
+        lock is held while hashing, and a rate-limited caller costs no hash); the
+        right code is then consumed in a unit of its own."""
+        k = self.k
+        k.limiter.consume(fail_key, k.config.otp_account_failure_limit, now)
+        challenge = k.store.otps.get(email, purpose)
+        if challenge is None:
+            return _Miss("no_challenge", None)
+        if k.store.otps.register_attempt(challenge.id, now, k.config.otp_max_attempts) is None:
+            return _Miss("expired_or_used", challenge.user_id)
+        if not self._matches(challenge, code):
+            return _Miss("wrong_code", challenge.user_id)
+        found = challenge
+
+        def finish() -> tuple[OtpChallenge, T] | _Miss:
+            if not k.store.otps.consume(found.id, now):
+                return _Miss("already_used", found.user_id)
+            return self._succeed(found, fail_key, on_success)
+
+        return k.unit(finish)
+
+    def _succeed(self, challenge: OtpChallenge, fail_key: str, on_success: Callable[[OtpChallenge], T]) -> tuple[OtpChallenge, T]:
+        result = on_success(challenge)
+        self.k.limiter.clear(fail_key)
+        return challenge, result
+
+
+@attrs.frozen
+class _Miss:
+    """Why a verify failed (the audit reason) and whose challenge it was."""
+
+    reason: str
+    user_id: str | None
 
 
 class OtpService:

@@ -193,6 +193,19 @@ class OtpRepository(abc.ABC):
     def consume(self, challenge_id: str, now: datetime) -> bool:
         """Mark consumed. Atomic: ``True`` for exactly one caller, only if unconsumed and unexpired."""
 
+    def redeem(self, challenge_id: str, now: datetime, max_attempts: int) -> bool:
+        """Count one attempt and consume, as one step: ``True`` for exactly one caller,
+        only if the challenge with this id exists, is ``sent``, unconsumed,
+        ``now < expires_at`` and ``attempts < max_attempts`` (then ``attempts`` is
+        one more and ``consumed_at`` is ``now``); ``False`` otherwise.
+
+        The core calls it, inside a unit of work, for a code it has already found
+        right. The default is :meth:`register_attempt` then :meth:`consume`
+        (correct in a unit; an attempt may stay counted on a challenge that a
+        parallel caller consumed in between); SQL and document stores do it in
+        one conditional update."""
+        return self.register_attempt(challenge_id, now, max_attempts) is not None and self.consume(challenge_id, now)
+
     @abc.abstractmethod
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         """Delete challenges whose ``expires_at <= now`` or that are consumed
@@ -262,6 +275,15 @@ class AuditRepository(abc.ABC):
     @abc.abstractmethod
     def append(self, event: AuditEvent) -> AuditEvent:
         """Store the event; returns it with its store-assigned ``id``."""
+
+    def append_many(self, events: Sequence[AuditEvent]) -> None:
+        """Store several events, in the given order, as :meth:`append` would one by one.
+
+        The core calls it once at the end of a unit of work with the unit's rows,
+        so a store can write them in one statement. The default appends them
+        one at a time (correct, inside the unit, for every store)."""
+        for event in events:
+            self.append(event)
 
     @abc.abstractmethod
     def query(

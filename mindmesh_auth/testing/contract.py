@@ -424,6 +424,43 @@ class StoreContract(FaultContract):
         assert store.otps.register_attempt(_challenge(1).id, T0, 5) is None
         assert store.otps.consume(_challenge(2).id, T0 + timedelta(minutes=5)) is False
 
+    def test_redeem_counts_an_attempt_and_consumes_once(self, store: Store) -> None:
+        store.otps.put(_challenge(1, status="sent"))
+        cid = _challenge(1).id
+        assert store.otps.register_attempt(cid, T0, 5) == 1
+        assert store.otps.redeem(cid, T0 + timedelta(seconds=1), 5) is True
+        got = store.otps.get("user1@example.com", "login")
+        assert got is not None and got.attempts == 2 and got.consumed_at == T0 + timedelta(seconds=1)
+        assert store.otps.redeem(cid, T0, 5) is False
+        assert store.otps.consume(cid, T0) is False
+        assert store.otps.register_attempt(cid, T0, 5) is None
+
+    def test_redeem_refuses_a_dead_challenge_and_changes_nothing(self, store: Store) -> None:
+        store.otps.put(_challenge(1))  # pending: never sent
+        store.otps.put(_challenge(2, email="b@example.com", status="sent"))
+        store.otps.put(_challenge(3, email="c@example.com", status="sent"))
+        store.otps.put(_challenge(4, email="d@example.com", status="sent"))
+        assert [store.otps.register_attempt(_challenge(3).id, T0, 2) for _ in range(2)] == [1, 2]
+        assert store.otps.consume(_challenge(4).id, T0) is True
+        expiry = _challenge(2).expires_at
+        assert store.otps.redeem(_challenge(1).id, T0, 5) is False
+        assert store.otps.redeem(_challenge(2).id, expiry, 5) is False  # expired at expires_at
+        assert store.otps.redeem(_challenge(3).id, T0, 2) is False  # out of attempts
+        assert store.otps.redeem(_challenge(4).id, T0, 5) is False  # consumed
+        assert store.otps.redeem(_challenge(9).id, T0, 5) is False  # unknown
+        expected = {"user1@example.com": (0, None), "b@example.com": (0, None), "c@example.com": (2, None), "d@example.com": (0, T0)}
+        for email, (attempts, consumed_at) in expected.items():
+            got = store.otps.get(email, "login")
+            assert got is not None and (got.attempts, got.consumed_at) == (attempts, consumed_at), email
+        assert store.otps.redeem(_challenge(2).id, expiry - timedelta(milliseconds=1), 5) is True
+
+    def test_parallel_redemption_has_one_winner(self, store: Store) -> None:
+        store.otps.put(_challenge(1, status="sent"))
+        results = _parallel(self.race_threads, lambda i: store.otps.redeem(_challenge(1).id, T0, 1_000))
+        assert results.count(True) == 1, results
+        got = store.otps.get("user1@example.com", "login")
+        assert got is not None and got.consumed_at == T0
+
     def test_discard_removes_the_challenge(self, store: Store) -> None:
         store.otps.put(_challenge(1))
         store.otps.discard(_challenge(1).id)

@@ -32,10 +32,10 @@ __all__ = ["WRITE_METHODS", "FaultyStore", "InjectedFault"]
 WRITE_METHODS: dict[str, tuple[str, ...]] = {
     "users": ("add", "set_password_hash", "set_blocked", "set_email_verified"),
     "sessions": ("add", "rotate", "revoke", "revoke_all_for_user", "purge_expired"),
-    "otps": ("put", "mark_sent", "discard", "register_attempt", "consume", "purge_expired"),
+    "otps": ("put", "mark_sent", "discard", "register_attempt", "consume", "redeem", "purge_expired"),
     "reset_tokens": ("put", "consume", "delete_for_user", "purge_expired"),
     "rate_limits": ("hit", "reset", "purge_expired"),
-    "audit": ("append", "purge_before"),
+    "audit": ("append", "append_many", "purge_before"),
 }
 """Every port method that changes stored state, by repository."""
 

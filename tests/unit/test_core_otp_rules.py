@@ -189,7 +189,26 @@ def test_an_expired_or_used_code_audits_expired_or_used(env, user) -> None:
     ]
 
 
-def test_a_correct_code_that_loses_the_race_to_a_parallel_caller_audits_already_used(env, user, monkeypatch) -> None:
+def test_a_correct_code_that_loses_the_race_to_a_parallel_caller_audits_expired_or_used(env, user, monkeypatch) -> None:
+    code = send_code(env)
+    real_redeem = env.store.otps.redeem
+
+    def parallel_winner_first(challenge_id, now, max_attempts):
+        assert real_redeem(challenge_id, now, max_attempts) is True  # the other request redeemed it just before us
+        return real_redeem(challenge_id, now, max_attempts)
+
+    monkeypatch.setattr(env.store.otps, "redeem", parallel_winner_first)
+    assert env.auth.otp.verify(EMAIL, code, "email_verify") is False
+    assert summary(env, AuditEventType.OTP_FAILED) == [
+        (AuditEventType.OTP_FAILED, user.id, EMAIL, "email_verify:expired_or_used")
+    ]
+    assert rows(env, AuditEventType.OTP_VERIFIED) == []
+    assert env.auth.user.get_by_id(user.id).email_verified is False
+
+
+def test_a_bcrypt_code_that_loses_the_race_to_a_parallel_caller_audits_already_used(make_env, monkeypatch) -> None:
+    env = make_env(otp_hash="bcrypt")
+    user = env.auth.auth.register(EMAIL, PASSWORD)
     code = send_code(env)
     real_consume = env.store.otps.consume
 

@@ -515,6 +515,26 @@ class MongoOtps(_Repo, OtpRepository):
         return True
 
     @storage_op
+    def redeem(self, challenge_id: str, now: datetime, max_attempts: int) -> bool:
+        cid, when = text(challenge_id, "challenge_id"), to_db(now, "now")
+        result = self._c.update_one(
+            {
+                "id": cid,
+                "status": "sent",
+                "consumed_at": None,
+                "expires_at": {"$gt": when},
+                "attempts": {"$lt": integer(max_attempts, "max_attempts")},
+            },
+            {"$inc": {"attempts": 1}, "$set": {"consumed_at": when}},
+        )
+        if result.modified_count != 1:
+            return False
+        # A failed unit gives the code back; the attempt stays counted (as register_attempt's).
+        undo = functools.partial(self._c.update_one, {"id": cid, "consumed_at": when}, {"$set": {"consumed_at": None}})
+        self._unit.record("otps.redeem", undo)
+        return True
+
+    @storage_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         dead = {"$or": [{"expires_at": {"$lte": to_db(now, "now")}}, {"consumed_at": {"$ne": None}}]}
         return _delete_some(self._c, dead, limit)

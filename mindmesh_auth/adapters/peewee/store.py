@@ -901,6 +901,24 @@ class PeeweeOtps(_Repo, OtpRepository):
         return bool(n == 1)
 
     @_op
+    def redeem(self, challenge_id: str, now: datetime, max_attempts: int) -> bool:
+        O = self._m.Otp  # noqa: N806, E741
+        n = self._run(
+            "otps.redeem",
+            lambda: O.update({O.attempts: O.attempts + 1, O.consumed_at: _P("now", O.consumed_at)}).where(
+                (O.id == _P("id"))
+                & (O.status == "sent")
+                & O.consumed_at.is_null()
+                & (O.expires_at > _P("now"))
+                & (O.attempts < _P("max"))
+            ),
+            id=challenge_id,
+            now=to_ms(now),
+            max=int(max_attempts),
+        ).rowcount
+        return bool(n == 1)
+
+    @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         O = self._m.Otp  # noqa: N806, E741
         return self._delete(O, (O.expires_at <= to_ms(now)) | O.consumed_at.is_null(False), limit)
@@ -1052,6 +1070,9 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
 
 # ---------------------------------------------------------------- audit
 
+_AUDIT_ROWS = 8
+"""Rows per INSERT of :meth:`PeeweeAudit.append_many` (a unit writes a handful)."""
+
 
 class PeeweeAudit(_Repo, AuditRepository):
     def __init__(self, store: PeeweeStore) -> None:
@@ -1094,6 +1115,34 @@ class PeeweeAudit(_Repo, AuditRepository):
         )
         new_id = cursor.fetchone()[0] if returning else cursor.lastrowid
         return attrs.evolve(event, id=str(new_id))
+
+    @_op
+    def append_many(self, events: Sequence[AuditEvent]) -> None:
+        """One multi-row INSERT per :data:`_AUDIT_ROWS` events (ids ascend in the given order)."""
+        A = self._m.Audit  # noqa: N806
+        columns = self._columns[1:]
+        for start in range(0, len(events), _AUDIT_ROWS):
+            chunk = events[start : start + _AUDIT_ROWS]
+            n = len(chunk)
+            values: dict[str, Any] = {}
+            for i, event in enumerate(chunk):
+                values.update(
+                    {
+                        f"type{i}": AuditEventType(event.type).value,
+                        f"occurred_at{i}": to_ms(event.occurred_at),
+                        f"user_id{i}": event.user_id,
+                        f"email{i}": event.email,
+                        f"ip_address{i}": event.ip_address,
+                        f"user_agent{i}": event.user_agent,
+                        f"session_id{i}": event.session_id,
+                        f"reason{i}": event.reason,
+                    }
+                )
+            self._run(
+                f"audit.append_many.{n}",
+                lambda n=n: A.insert_many([{c: _P(f"{c.name}{i}", c) for c in columns} for i in range(n)]),  # type: ignore[misc]
+                **values,
+            )
 
     @_op
     def query(
