@@ -18,12 +18,12 @@ import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, NoReturn, TypeVar
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
 from .core.errors import AuthError, UserNotFound
 from .core.models import AuditEvent, AuditEventType, Session, User
+from .wiring import redact_url
 
 __all__ = ["cli", "main"]
 
@@ -95,12 +95,18 @@ class _State:
 def _sql_store_with_user_model(url: str, dotted: str) -> Any:
     """A Peewee store whose users table has the app's model (``package.module:Class``)."""
     import importlib
-    from urllib.parse import urlsplit
 
     from .core.errors import ConfigurationError
+    from .wiring import SQL_SCHEMES, builtin_schemes, url_scheme
 
-    if urlsplit(url).scheme.lower() not in ("sqlite", "postgres", "postgresql", "mysql", "mariadb"):
-        raise ConfigurationError("--user-model applies to SQL databases only.", variable="AUTH_USER_MODEL")
+    scheme = url_scheme(url)
+    if scheme not in SQL_SCHEMES:
+        sql = ", ".join(f"{s}://" for s in builtin_schemes() if s in SQL_SCHEMES)
+        raise ConfigurationError(
+            f"--user-model applies to SQL databases only ({sql}), "
+            f"not to {scheme}:// URLs: the app's user model is a Peewee model.",
+            variable="AUTH_USER_MODEL",
+        )
     module_name, _, class_name = dotted.partition(":")
     try:
         model = getattr(importlib.import_module(module_name), class_name)
@@ -254,18 +260,8 @@ def _event_dict(event: AuditEvent) -> dict[str, Any]:
 
 
 def _redact_url(url: str | None) -> str:
-    """The URL without its password, for messages."""
-    if not url:
-        return "-"
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)
-        userinfo = netloc[0].split(":", 1)[0]
-        return urlunsplit(parts._replace(netloc=f"{userinfo}:***@{netloc[1]}"))
-    except ValueError:
-        return "<invalid URL>"
+    """The URL without its password or secret query values, for messages (see :func:`redact_url`)."""
+    return redact_url(url) if url else "-"
 
 
 def _resolve_user(auth: Any, id_or_email: str) -> User:
@@ -292,7 +288,7 @@ def _json_option(f: _F) -> _F:
     envvar=["AUTH_DATABASE_URL", "DATABASE_URL"],
     show_envvar=True,
     metavar="URL",
-    help="sqlite:///auth.db, postgresql://..., mysql://..., mongodb://... "
+    help="sqlite:///auth.db, postgresql://..., mysql://..., mongodb://..., or the scheme of an installed store plugin "
     "(default: AUTH_DATABASE_URL, DATABASE_URL, or the .env file).",
 )
 @click.option(

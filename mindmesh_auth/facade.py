@@ -41,7 +41,8 @@ class MindmeshAuth:
 
     ``store`` is a :class:`~mindmesh_auth.core.ports.Store` or a URL
     (``sqlite:///auth.db``, ``postgresql://...``, ``mysql://...``,
-    ``mongodb://...``, ``memory://``). Without ``mailer``, SMTP is used when
+    ``mongodb://...``, ``memory://``, or the scheme of an installed store
+    plugin: ``docs/plugins.md``). Without ``mailer``, SMTP is used when
     ``config.smtp_host`` is set. Safe to share between threads and tasks.
     """
 

@@ -1,12 +1,28 @@
 """Ports: what the core needs from storage, mail, time and randomness.
 
-Each storage method names its atomicity. An adapter must make every method
-marked *atomic* one statement, one transaction or one single-document
-operation: never read-then-write in Python. The shared contract suite
-(``mindmesh_auth.testing``) proves these rules for every adapter.
+Storage rules every repository method keeps (the shared contract suite,
+``mindmesh_auth.testing.StoreContract``, proves them for every adapter):
 
-All datetimes crossing a port are timezone-aware UTC with millisecond
-precision; adapters must return them the same way.
+* **Atomic** (said per method): the method's effect is decided and made in one
+  indivisible step against every other caller, on any connection or process:
+  one conditional statement, one transaction with the row locks it needs, or
+  one single-document operation. Never read, decide in Python, then write.
+  Methods not marked atomic are single writes or reads with no race to lose.
+* **Time is the caller's.** Expiry is decided only by the ``now`` passed in
+  (``expires_at <= now`` is expired); a backend's own clock or native TTL may
+  only clean up rows the port already treats as expired, never decide.
+* **Datetimes** crossing a port are timezone-aware UTC with millisecond
+  precision; adapters return them the same way.
+* **Values are valid.** The core validates and canonicalizes what it passes
+  (emails, ids, hashes, limits); an adapter need not check them again, only
+  store and compare them exactly (binary, case-sensitive).
+* **Fresh keys.** The ids, refresh hashes and token hashes the core passes to
+  ``add``, ``put`` and ``rotate`` are new random values; what a store does with
+  one that collides with another row (refuse it with ``DuplicateKeyError``,
+  or not check) is left open, and the contract does not test it. Limits and
+  offsets are never negative.
+* **Units of work**: see :meth:`Store.atomic`. A method called inside a unit
+  takes part in it; outside one it commits alone.
 """
 
 from __future__ import annotations
@@ -72,9 +88,13 @@ class UserRepository(abc.ABC):
 
     @abc.abstractmethod
     def add(self, user: User) -> User:
-        """Insert ``user``. Atomic: raises ``DuplicateKeyError`` when the email exists.
+        """Insert ``user``. Atomic against every other ``add``: of parallel adds of one
+        email exactly one succeeds; the others raise ``DuplicateKeyError`` and store nothing.
 
         Returns the stored user (``profile`` holding the extras the backend kept).
+        Profile values of type ``str``, ``int``, ``float``, ``bool`` and ``None``
+        come back equal (a profile field the backend has but the user was not
+        given may come back as ``None``); other types are the backend's choice.
         Raises ``ValidationError`` for profile keys the backend cannot store.
         """
 
@@ -100,7 +120,7 @@ class UserRepository(abc.ABC):
 
     @abc.abstractmethod
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
-        """Users ordered by ``created_at`` then ``id``."""
+        """At most ``limit`` users after skipping ``offset``, ordered by ``created_at`` then ``id``."""
 
 
 class SessionRepository(abc.ABC):
@@ -108,7 +128,8 @@ class SessionRepository(abc.ABC):
 
     @abc.abstractmethod
     def add(self, session: Session) -> None:
-        """Insert a new session (its ``refresh_hash`` is unique)."""
+        """Insert a new session. Atomic: ``id`` and ``refresh_hash`` are each unique;
+        a duplicate of either raises ``DuplicateKeyError`` and stores nothing."""
 
     @abc.abstractmethod
     def get(self, session_id: str) -> Session | None:
@@ -116,7 +137,10 @@ class SessionRepository(abc.ABC):
 
     @abc.abstractmethod
     def get_with_user(self, session_id: str) -> SessionWithUser | None:
-        """The session and its user in ONE round trip (the token-check hot path)."""
+        """The session and its user, or ``None`` if either is missing: the token check's
+        one storage call on every request. SQL does it as one join and MongoDB as one
+        ``$lookup``; a key-value store may make two reads (a blocked flag or a
+        revocation committed before the call must be seen)."""
 
     @abc.abstractmethod
     def get_by_refresh_hash(self, refresh_hash: str) -> Session | None:
@@ -141,15 +165,21 @@ class SessionRepository(abc.ABC):
 
     @abc.abstractmethod
     def revoke(self, session_id: str, now: datetime, reason: str) -> bool:
-        """Revoke one session. Atomic and idempotent: ``True`` only for the call that revoked it."""
+        """Revoke one session (``revoked_at = now``, ``revoke_reason = reason``). Atomic
+        and idempotent: ``True`` only for the call that revoked it; an already revoked
+        or unknown session is left as it is and gives ``False``."""
 
     @abc.abstractmethod
     def revoke_all_for_user(self, user_id: str, now: datetime, reason: str) -> int:
-        """Revoke every live session of a user; returns how many were revoked."""
+        """Revoke every *unrevoked* session of the user (``revoked_at`` is ``None``),
+        expired or not; returns how many it revoked. Already revoked ones keep their
+        time and reason. Atomic: one conditional update (a session is revoked, and
+        counted, by one caller only)."""
 
     @abc.abstractmethod
     def list_for_user(self, user_id: str, *, now: datetime, include_inactive: bool = False) -> list[Session]:
-        """A user's sessions, newest first; only active ones unless ``include_inactive``."""
+        """A user's sessions, newest first (``created_at`` then ``id``, descending);
+        only *active* ones (unrevoked and ``now < expires_at``) unless ``include_inactive``."""
 
     @abc.abstractmethod
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
@@ -166,7 +196,9 @@ class OtpRepository(abc.ABC):
 
     @abc.abstractmethod
     def put(self, challenge: OtpChallenge) -> None:
-        """Store ``challenge``, replacing any challenge for the same (email, purpose). Atomic."""
+        """Store ``challenge``, replacing any challenge for the same (email, purpose).
+        Atomic: after parallel puts for one (email, purpose) exactly one of their
+        challenges remains, and the replaced ones are dead to every other method."""
 
     @abc.abstractmethod
     def get(self, email: str, purpose: str) -> OtpChallenge | None:
@@ -174,11 +206,14 @@ class OtpRepository(abc.ABC):
 
     @abc.abstractmethod
     def mark_sent(self, challenge_id: str) -> bool:
-        """Flip ``pending`` to ``sent``. Returns ``False`` if it was superseded meanwhile."""
+        """Flip ``pending`` to ``sent``. Atomic: ``True`` for exactly one caller, only
+        while the challenge with this id exists and is ``pending``; ``False`` if it was
+        superseded or discarded meanwhile, or is already ``sent``."""
 
     @abc.abstractmethod
     def discard(self, challenge_id: str) -> None:
-        """Delete the challenge with this id (a failed delivery leaves no usable code)."""
+        """Delete the challenge with this id, if it still exists (a failed delivery leaves
+        no usable code); never a newer challenge that replaced it."""
 
     @abc.abstractmethod
     def register_attempt(self, challenge_id: str, now: datetime, max_attempts: int) -> int | None:
@@ -217,7 +252,10 @@ class ResetTokenRepository(abc.ABC):
 
     @abc.abstractmethod
     def put(self, token: ResetToken) -> None:
-        """Store ``token`` and delete the user's other unconsumed tokens."""
+        """Store ``token`` and delete the user's other unconsumed tokens (a stored token
+        with the same ``token_hash`` is replaced). Atomic: after parallel puts for one
+        user exactly one of their tokens remains unconsumed. SQL locks the user's row
+        for it; MongoDB inserts first, then deletes the older ones and yields to a newer one."""
 
     @abc.abstractmethod
     def get(self, token_hash: str) -> ResetToken | None:
@@ -257,10 +295,6 @@ class RateLimitRepository(abc.ABC):
         """
 
     @abc.abstractmethod
-    def get(self, key: str, now: datetime) -> CounterState | None:
-        """The live counter ``key`` (``None`` if absent or expired)."""
-
-    @abc.abstractmethod
     def reset(self, key: str) -> None:
         """Delete the counter ``key``."""
 
@@ -274,7 +308,8 @@ class AuditRepository(abc.ABC):
 
     @abc.abstractmethod
     def append(self, event: AuditEvent) -> AuditEvent:
-        """Store the event; returns it with its store-assigned ``id``."""
+        """Store the event; returns it with its store-assigned ``id`` (unique among the
+        stored events; the id of a purged event may be given again, as SQLite does)."""
 
     def append_many(self, events: Sequence[AuditEvent]) -> None:
         """Store several events, in the given order, as :meth:`append` would one by one.
@@ -296,7 +331,8 @@ class AuditRepository(abc.ABC):
         until: datetime | None = None,
         limit: int = 100,
     ) -> list[AuditEvent]:
-        """Matching events in append order (oldest first), at most ``limit``.
+        """Matching events ordered by ``occurred_at`` (oldest first), events with the
+        same time in append order; at most ``limit``. Filters combine with AND.
 
         ``since`` is inclusive, ``until`` exclusive.
         """

@@ -2,6 +2,8 @@
 
 - :class:`StoreContract`: the pytest suite every storage backend passes.
   Bind it with a ``Test...`` subclass that overrides the ``store`` fixture.
+  :mod:`mindmesh_auth.testing.contract` also exports its parts, one test case
+  per port (``UserRepositoryContract``...), the flows and the fault cases.
 - :class:`FaultyStore`: wraps a store and makes its k-th write fail (fault injection).
 - :class:`FakeClock`, :class:`SeededRandomness`: control time and secrets.
 - :class:`Outbox`: an in-memory mailer that lets tests read codes and tokens.

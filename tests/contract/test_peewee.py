@@ -21,13 +21,23 @@ from mindmesh_auth.testing.contract import StoreContract
 
 
 class ContractUser(BaseUserModel):
-    """Holds the suite's profile fields (``StoreContract.profile_fields``)."""
+    """Holds the suite's profile fields (``StoreContract.profile_fields`` and
+    ``StoreContract.profile_value_types``), every one nullable."""
 
     first_name = peewee.CharField(max_length=100, null=True)
     role = peewee.CharField(max_length=32, null=True)
+    nickname = peewee.CharField(max_length=100, null=True)
+    age = peewee.IntegerField(null=True)
+    score = peewee.FloatField(null=True)
+    active = peewee.BooleanField(null=True)
+    note = peewee.TextField(null=True)
 
 
 class TestPeeweeSqlite(StoreContract):
+    # One writer at a time (a file lock), and a waiting writer's busy handler backs
+    # off up to 100 ms: with 20 connections a round takes up to a second.
+    race_threads = 8
+
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[PeeweeStore]:
         store = PeeweeStore.from_url(f"sqlite:///{tmp_path}/auth.db", user_model=ContractUser)

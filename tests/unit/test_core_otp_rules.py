@@ -19,7 +19,7 @@ from mindmesh_auth import (
     ValidationError,
 )
 from mindmesh_auth.adapters.memory import MemoryStore
-from mindmesh_auth.testing import FakeClock, Outbox, test_config
+from mindmesh_auth.testing import FakeClock, FaultyStore, Outbox, test_config
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
@@ -189,6 +189,43 @@ def test_an_expired_or_used_code_audits_expired_or_used(env, user) -> None:
     ]
 
 
+@pytest.mark.parametrize("otp_hash", ["hmac", "bcrypt"])
+def test_every_failure_reason_names_the_challenge_owner_in_both_hash_modes(make_env, otp_hash: str) -> None:
+    env = make_env(otp_hash=otp_hash)
+    user = env.auth.auth.register(EMAIL, PASSWORD)
+    assert env.auth.otp.verify(EMAIL, "123456", "email_verify") is False
+    code = send_code(env)
+    assert env.auth.otp.verify(EMAIL, wrong(code), "email_verify") is False
+    assert env.auth.otp.verify(EMAIL, code, "email_verify") is True
+    assert env.auth.otp.verify(EMAIL, wrong(code), "email_verify") is False  # a wrong code for a spent one
+    assert env.auth.otp.verify(EMAIL, code, "email_verify") is False  # the right code, spent
+    assert summary(env, AuditEventType.OTP_FAILED) == [
+        (AuditEventType.OTP_FAILED, None, EMAIL, "email_verify:no_challenge"),
+        (AuditEventType.OTP_FAILED, user.id, EMAIL, "email_verify:wrong_code"),
+        (AuditEventType.OTP_FAILED, user.id, EMAIL, "email_verify:expired_or_used"),
+        (AuditEventType.OTP_FAILED, user.id, EMAIL, "email_verify:expired_or_used"),
+    ]
+
+
+def test_a_right_login_code_commits_its_writes_as_one_unit_with_one_audit_write() -> None:
+    # The writes of a keyed-hash verify_otp, in order: the counter hit and the redeemed code
+    # first (the lock order of every verification), both audit rows in ONE append_many at the end.
+    faulty = FaultyStore(MemoryStore())
+    auth = MindmeshAuth(store=faulty, mailer=(outbox := Outbox()), config=test_config(), clock=FakeClock())
+    auth.auth.register(EMAIL, PASSWORD)
+    auth.auth.login(EMAIL, PASSWORD)
+    code = outbox.last_code(EMAIL)
+    with faulty.recording() as wrong_writes:
+        with pytest.raises(InvalidOtp):
+            auth.auth.verify_otp(EMAIL, wrong(code))
+    # OTP_FAILED and LOGIN_FAILED are written outside any unit, one by one:
+    assert wrong_writes == ["rate_limits.hit", "otps.register_attempt", "audit.append", "audit.append"]
+    with faulty.recording() as writes:
+        auth.auth.verify_otp(EMAIL, code)
+    assert writes == ["rate_limits.hit", "otps.redeem", "sessions.add", "rate_limits.reset", "audit.append_many"]
+    assert [e.type for e in auth.audit.query(limit=1000)][-2:] == [AuditEventType.OTP_VERIFIED, AuditEventType.LOGIN_SUCCESS]
+
+
 def test_a_correct_code_that_loses_the_race_to_a_parallel_caller_audits_expired_or_used(env, user, monkeypatch) -> None:
     code = send_code(env)
     real_redeem = env.store.otps.redeem
@@ -236,8 +273,9 @@ def test_a_blocked_user_verifying_audits_blocked_with_the_account(env, user) -> 
     ]
 
 
-def test_the_failure_limit_audits_rate_limited_for_the_email(make_env) -> None:
-    env = make_env(otp_account_failure_limit=Limit(2, timedelta(hours=1)))
+@pytest.mark.parametrize("otp_hash", ["hmac", "bcrypt"])
+def test_the_failure_limit_audits_rate_limited_for_the_email(make_env, otp_hash: str) -> None:
+    env = make_env(otp_account_failure_limit=Limit(2, timedelta(hours=1)), otp_hash=otp_hash)
     env.auth.auth.register(EMAIL, PASSWORD)
     for _ in range(2):
         assert env.auth.otp.verify(EMAIL, "123456", "email_verify") is False
@@ -373,8 +411,9 @@ def test_a_purpose_code_is_invalid_exactly_at_expiry(env, user) -> None:
     assert env.auth.otp.verify(EMAIL, code, "email_verify") is False
 
 
-def test_a_correct_code_clears_the_failure_counter_of_the_account(make_env) -> None:
-    env = make_env(otp_account_failure_limit=Limit(3, timedelta(hours=1)))
+@pytest.mark.parametrize("otp_hash", ["hmac", "bcrypt"])
+def test_a_correct_code_clears_the_failure_counter_of_the_account(make_env, otp_hash: str) -> None:
+    env = make_env(otp_account_failure_limit=Limit(3, timedelta(hours=1)), otp_hash=otp_hash)
     env.auth.auth.register(EMAIL, PASSWORD)
     code = send_code(env)
     for _ in range(2):
@@ -387,8 +426,9 @@ def test_a_correct_code_clears_the_failure_counter_of_the_account(make_env) -> N
         env.auth.otp.verify(EMAIL, wrong(code), "email_verify")
 
 
-def test_a_correct_login_code_clears_the_failure_counter_too(make_env) -> None:
-    env = make_env(otp_account_failure_limit=Limit(3, timedelta(hours=1)))
+@pytest.mark.parametrize("otp_hash", ["hmac", "bcrypt"])
+def test_a_correct_login_code_clears_the_failure_counter_too(make_env, otp_hash: str) -> None:
+    env = make_env(otp_account_failure_limit=Limit(3, timedelta(hours=1)), otp_hash=otp_hash)
     env.auth.auth.register(EMAIL, PASSWORD)
     env.auth.auth.login(EMAIL, PASSWORD)
     code = env.outbox.last_code(EMAIL)
@@ -403,8 +443,9 @@ def test_a_correct_login_code_clears_the_failure_counter_too(make_env) -> None:
         env.auth.auth.verify_otp(EMAIL, code)
 
 
-def test_failure_budgets_are_per_account(make_env) -> None:
-    env = make_env(otp_account_failure_limit=Limit(2, timedelta(hours=1)))
+@pytest.mark.parametrize("otp_hash", ["hmac", "bcrypt"])
+def test_failure_budgets_are_per_account(make_env, otp_hash: str) -> None:
+    env = make_env(otp_account_failure_limit=Limit(2, timedelta(hours=1)), otp_hash=otp_hash)
     env.auth.auth.register(EMAIL, PASSWORD)
     env.auth.auth.register(OTHER, PASSWORD)
     for _ in range(2):

@@ -4,8 +4,12 @@ non-atomic steps' recovery paths. All through mongomock (no server needed)."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import threading
+import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -501,6 +505,53 @@ def test_otp_put_retries_once_when_a_concurrent_upsert_wins(store: MongoStore, d
     got = store.otps.get("ada@example.com", "login")
     assert got is not None and (got.id, got.code_hash) == (CID, "mine") and calls["n"] == 2
     assert collection.count_documents({}) == 1
+
+
+class _ServerLikeCollection:
+    """A mongomock collection that runs each call atomically (one lock), as a server
+    runs a single-document operation, and yields after it, so the steps of parallel
+    calls interleave. The store's own serialising lock must be off."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._collection, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                result = attr(*args, **kwargs)
+            time.sleep(0.0005)
+            return result
+
+        return call
+
+
+def test_parallel_reset_token_puts_leave_one_when_their_steps_interleave(store: MongoStore, db: Any) -> None:
+    store.reset_tokens._c = _ServerLikeCollection(db["mm_auth_reset_tokens"])  # type: ignore[assignment]
+    store.reset_tokens._serial = contextlib.nullcontext()
+    threads, rounds = 12, 10
+    for r in range(rounds):
+        barrier = threading.Barrier(threads)
+
+        def put(i: int, r: int = r, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            store.reset_tokens.put(ResetToken(f"t{r}-{i}", f"u{r}", f"h{r}-{i}", T0, FAR))
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, range(threads)))
+        live = db["mm_auth_reset_tokens"].count_documents({"user_id": f"u{r}", "consumed_at": None})
+        assert live == 1, f"round {r}: {live} unconsumed tokens of one user"
+
+
+def test_reset_token_put_in_the_same_millisecond_keeps_the_later_one(store: MongoStore) -> None:
+    store.reset_tokens.put(ResetToken("t-b", UID, "h-b", T0, FAR))
+    store.reset_tokens.put(ResetToken("t-a", UID, "h-a", T0, FAR))  # a smaller id, put later
+    assert store.reset_tokens.get("h-b") is None
+    assert store.reset_tokens.consume("h-a", T0) is not None
 
 
 # ---------------------------------------------------------------------------

@@ -396,10 +396,13 @@ def _delete_some(
     one guarded ``delete_many``: a document that stopped matching meanwhile stays)."""
     if limit is None:
         return int(collection.delete_many(where).deleted_count)
+    limit = integer(limit, "limit")
+    if limit <= 0:  # MongoDB reads limit(0) as "no limit"
+        return 0
     cursor = collection.find(where, {"_id": 1})
     if sort:
         cursor = cursor.sort(sort)
-    ids = [doc["_id"] for doc in cursor.limit(integer(limit, "limit"))]
+    ids = [doc["_id"] for doc in cursor.limit(limit)]
     if not ids:
         return 0
     return int(collection.delete_many({"$and": [{"_id": {"$in": ids}}, where]}).deleted_count)
@@ -561,21 +564,50 @@ class MongoResetTokens(_Repo, ResetTokenRepository):
 
     @storage_op
     def put(self, token: ResetToken) -> None:
+        """Store ``token``, then supersede: parallel puts for one user leave exactly one
+        unconsumed token, the newest by ``(created_at, order)``. ``order`` is an
+        ObjectId made here (increasing within a process), so of two puts in the
+        same millisecond the later one wins, as it does on every other store.
+
+        1. insert (or replace, for a stored hash) this token;
+        2. delete the user's unconsumed tokens older than it;
+        3. if an unconsumed token of the user newer than it exists, delete it.
+
+        Every put deletes the older tokens it sees (2), and a put that misses a
+        newer one (inserted after its step 2) is deleted by that newer put's
+        step 3 check or step 2; only the newest survives. Inside a unit each step
+        records its undo (the deleted tokens and a self-deleted token come back)."""
         if not isinstance(token, ResetToken):
             raise ValidationError("token must be a ResetToken.", field="token")
         h, uid = text(token.token_hash, "token_hash"), text(token.user_id, "user_id")
+        created = to_db(token.created_at, "created_at")
+        order = bson.ObjectId()
         doc = {
             "_id": h,
             "id": text(token.id, "token_id"),
             "user_id": uid,
-            "created_at": to_db(token.created_at, "created_at"),
+            "created_at": created,
             "expires_at": to_db(token.expires_at, "expires_at"),
             "consumed_at": optional_to_db(token.consumed_at, "consumed_at"),
+            "order": order,
         }
-        # Not atomic by contract: supersede the user's unconsumed tokens, then store this one.
-        self._delete_all("reset_tokens.put", {"user_id": uid, "consumed_at": None, "_id": {"$ne": h}})
+        mine = {"_id": h, "id": doc["id"], "order": order}
         before = _upsert(self._unit, self._c, {"_id": h}, doc)
-        self._unit.record("reset_tokens.put", functools.partial(self._unput, {"_id": h, "id": doc["id"]}, before))
+        self._unit.record("reset_tokens.put", functools.partial(self._unput, mine, before))
+        live = {"user_id": uid, "consumed_at": None, "_id": {"$ne": h}}
+        older = {
+            "$or": [
+                {"created_at": {"$lt": created}},
+                {"created_at": created, "order": {"$lt": order}},
+                {"created_at": created, "order": {"$exists": False}},  # stored before tokens had an order
+            ]
+        }
+        self._delete_all("reset_tokens.put", {**live, **older})
+        newer = {"$or": [{"created_at": {"$gt": created}}, {"created_at": created, "order": {"$gt": order}}]}
+        if self._c.find_one({**live, **newer}, projection={"_id": True}) is not None:
+            superseded = self._c.find_one_and_delete(mine)
+            if superseded is not None:
+                self._unit.record("reset_tokens.put", functools.partial(reinsert, self._c, [superseded]))
 
     def _unput(self, mine: Doc, before: Doc | None) -> None:
         """Undo of the store step of :meth:`put`: the new token goes (or the token it

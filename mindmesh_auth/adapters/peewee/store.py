@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import os
+import random
 import select
 import socket
 import threading
@@ -92,6 +93,11 @@ _PG_GONE = frozenset({"57P01", "57P02", "57P03", "57P05"})
 # ... or MySQL/MariaDB error numbers: gone away, lost, lost (extended), server shutdown,
 # connection killed (MariaDB), client interaction timeout (MySQL 8.0.24+).
 _MYSQL_GONE = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
+_MYSQL_DEADLOCK = 1213  # ER_LOCK_DEADLOCK: the server rolled the statement's transaction back
+_UPSERT_ATTEMPTS = 12
+"""How many times :meth:`PeeweeOtps.put` runs a deadlocked upsert outside a transaction (MySQL/MariaDB)."""
+_UPSERT_BACKOFF = 0.002
+"""Seconds: the n-th retry waits a random time up to n times this (parallel callers spread out)."""
 # What PostgreSQL may send on an idle connection that is not a goodbye:
 # NotificationResponse (LISTEN/NOTIFY), NoticeResponse, ParameterStatus.
 _PG_ASYNC_MESSAGES = frozenset({b"A", b"N", b"S"})
@@ -459,6 +465,11 @@ class _Repo:
             statement = statements[key] = _Statement(db, build())
         return self._db.execute_sql(statement.sql, statement.params(values))
 
+    def _in_transaction(self) -> bool:
+        """Whether this thread's connection is inside a transaction (peewee's or the app's raw one)."""
+        db: Any = resolve_database(self._db)
+        return bool(db is not None and (db.in_transaction() or _driver_in_transaction(db.connection())))
+
     def _delete(self, model: Any, where: Any, limit: int | None, order: tuple[Any, ...] = ()) -> int:
         """``DELETE ... WHERE where``; with ``limit``, at most that many rows (in ``order``):
         ``DELETE ... LIMIT`` on MySQL/MariaDB (which refuse LIMIT in an IN subquery),
@@ -810,31 +821,46 @@ class PeeweeOtps(_Repo, OtpRepository):
 
     @_op
     def put(self, challenge: OtpChallenge) -> None:
+        """One upsert on the (email, purpose) unique key: the new challenge replaces
+        the old row in place (its primary key ``id`` included).
+
+        On MySQL/MariaDB, parallel ``INSERT ... ON DUPLICATE KEY UPDATE`` of one
+        key that change the primary key deadlock one another (InnoDB's next-key
+        locks on both unique indexes). A deadlocked upsert changed nothing, so
+        outside a transaction it runs again after a short random wait (up to
+        ``n * 2 ms`` before the n-th retry), at most :data:`_UPSERT_ATTEMPTS`
+        times; inside one, the deadlock has rolled the whole transaction back and
+        ``StorageConflict`` propagates (the core retries the unit)."""
         O = self._m.Otp  # noqa: N806, E741
 
         def upsert() -> Any:
-            # One upsert on the (email, purpose) unique key: the new challenge
-            # replaces the old row in place.
             replaced = [c for c in self._columns if c.name not in ("email", "purpose")]
             query = O.insert(_row_params(self._columns))
             if self._store.is_mysql:
                 return query.on_conflict(preserve=replaced).as_rowcount()  # ON DUPLICATE KEY UPDATE
             return query.on_conflict(conflict_target=[O.email, O.purpose], preserve=replaced).as_rowcount()
 
-        self._run(
-            "otps.put",
-            upsert,
-            id=challenge.id,
-            email=challenge.email,
-            purpose=challenge.purpose,
-            code_hash=challenge.code_hash,
-            created_at=to_ms(challenge.created_at),
-            expires_at=to_ms(challenge.expires_at),
-            user_id=challenge.user_id,
-            attempts=int(challenge.attempts),
-            status=challenge.status,
-            consumed_at=None if challenge.consumed_at is None else to_ms(challenge.consumed_at),
-        )
+        values: dict[str, Any] = {
+            "id": challenge.id,
+            "email": challenge.email,
+            "purpose": challenge.purpose,
+            "code_hash": challenge.code_hash,
+            "created_at": to_ms(challenge.created_at),
+            "expires_at": to_ms(challenge.expires_at),
+            "user_id": challenge.user_id,
+            "attempts": int(challenge.attempts),
+            "status": challenge.status,
+            "consumed_at": None if challenge.consumed_at is None else to_ms(challenge.consumed_at),
+        }
+        attempts = _UPSERT_ATTEMPTS if self._store.is_mysql else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._run("otps.put", upsert, **values)
+                return
+            except peewee.OperationalError as exc:
+                if attempt == attempts or _mysql_errno(_driver_exception(exc)) != _MYSQL_DEADLOCK or self._in_transaction():
+                    raise
+            time.sleep(random.uniform(0, _UPSERT_BACKOFF * attempt))  # noqa: S311 - jitter, not a secret
 
     @_op
     def get(self, email: str, purpose: str) -> OtpChallenge | None:
@@ -946,8 +972,21 @@ class PeeweeResetTokens(_Repo, ResetTokenRepository):
 
     @_op
     def put(self, token: ResetToken) -> None:
-        T = self._m.Reset  # noqa: N806
+        """Delete the user's unconsumed tokens (and any token with this hash), then
+        insert, in one transaction that first locks the user's row
+        (``SELECT ... FOR UPDATE``): parallel puts for one user queue on that lock,
+        so exactly one unconsumed token remains. Without it, under READ COMMITTED
+        (PostgreSQL) each DELETE misses the rows the others are inserting and every
+        token stays; on MySQL/MariaDB the DELETEs' gap locks deadlock. SQLite needs
+        no lock: ``BEGIN IMMEDIATE`` already serialises writers."""
+        T, U = self._m.Reset, self._m.User  # noqa: N806
         with self._store.atomic():
+            if not is_sqlite(resolve_database(self._db)):
+                self._run(
+                    "reset_tokens.lock_user",
+                    lambda: U.select(U.id).where(U.id == _P("user_id")).for_update(),
+                    user_id=token.user_id,
+                ).fetchall()
             self._run(
                 "reset_tokens.replace",
                 lambda: T.delete().where(
@@ -1347,8 +1386,6 @@ class PeeweeStore(Store):
     parameterised query instead of a server-side prepared statement (for
     PgBouncer in transaction mode before 1.21).
     """
-
-    supports_parallel_connections = True
 
     def __init__(
         self,
