@@ -137,8 +137,10 @@ class AsyncSessions(_AsyncGroup):
     async def get(self, session_id: str) -> Session:
         return cast(Session, await self._run(self._group.get, session_id))
 
-    async def revoke(self, session_id: str, *, context: RequestContext | None = None) -> bool:
-        return cast(bool, await self._run(self._group.revoke, session_id, context=context))
+    async def revoke(
+        self, session_id: str, *, user_id: str | None = None, context: RequestContext | None = None
+    ) -> bool:
+        return cast(bool, await self._run(self._group.revoke, session_id, user_id=user_id, context=context))
 
     async def revoke_all(self, user_id: str, *, context: RequestContext | None = None) -> int:
         return cast(int, await self._run(self._group.revoke_all, user_id, context=context))

@@ -87,11 +87,19 @@ class SessionService:
             raise SessionNotFound()
         return session
 
-    def revoke(self, session_id: str, *, context: RequestContext | None = None) -> bool:
-        """Revoke one session; ``True`` if it was live. Unknown ids raise ``SessionNotFound``."""
+    def revoke(self, session_id: str, *, user_id: str | None = None, context: RequestContext | None = None) -> bool:
+        """Revoke one session; ``True`` if it was live. Unknown ids raise ``SessionNotFound``.
+
+        With ``user_id``, only that user's own session is revoked: another user's
+        session raises ``SessionNotFound`` exactly like an unknown id, and is not
+        touched, so the caller learns nothing about it.
+        """
         k = self._k
         ctx = k.context(context)
+        owner = k.identifier(user_id, "user_id") if user_id is not None else None
         session = self.get(session_id)
+        if owner is not None and session.user_id != owner:
+            raise SessionNotFound()
         now = k.now()
 
 

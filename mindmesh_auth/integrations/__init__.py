@@ -3,7 +3,9 @@
 - :mod:`mindmesh_auth.integrations.fastapi`: ``create_auth_router(auth)`` (needs the ``fastapi`` extra).
 - :mod:`mindmesh_auth.integrations.flask`: ``create_auth_blueprint(auth)`` (needs the ``flask`` extra).
 
-Both serve the same routes, JSON bodies and error mapping; the framework-free
-pieces (route table, error mapping, client-IP resolution, cookie settings) are
-in :mod:`mindmesh_auth.integrations._http`. See ``docs/integrations.md``.
+Both only bind the endpoints written once in
+:mod:`mindmesh_auth.integrations._endpoints` (body parsing, tokens, cookies,
+error mapping), so they answer identically; the route table, error mapping,
+client-IP resolution and cookie settings are in
+:mod:`mindmesh_auth.integrations._http`. See ``docs/integrations.md``.
 """

@@ -1,6 +1,6 @@
 """Framework-free HTTP pieces shared by the FastAPI router and the Flask blueprint.
 
-- :data:`ROUTES`: the route table (method, path, success status, documented errors).
+- :data:`ROUTES`: the route table (method, path, success status, documented errors, body members).
 - :func:`error_response`: ``AuthError`` -> (status, JSON body, headers).
 - :func:`client_ip`: the client address, honouring ``X-Forwarded-For`` only from trusted proxies.
 - :class:`CookieSettings`: optional httpOnly cookies for the tokens.
@@ -24,8 +24,10 @@ from ..core.models import LoginResult, Session, TokenPair, User
 
 __all__ = [
     "ERROR_DESCRIPTIONS",
+    "OTP_SEND_BODY",
     "RESET_REQUEST_BODY",
     "ROUTES",
+    "BodyField",
     "CookieSettings",
     "CookieSpec",
     "ErrorResponse",
@@ -42,7 +44,6 @@ __all__ = [
     "token_cookies",
     "tokens_body",
     "user_body",
-    "validation_error_response",
 ]
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -53,8 +54,25 @@ _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 # Route table
 # ---------------------------------------------------------------------------
 @dataclass(frozen=True)
+class BodyField:
+    """One member of a route's JSON body.
+
+    ``kind="string"``: a JSON string. ``kind="profile"``: a JSON object of scalars
+    (the allow-list is the app's). An optional member may also be ``null``.
+    """
+
+    name: str
+    kind: Literal["string", "profile"] = "string"
+    required: bool = True
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class RouteSpec:
-    """One route: ``path`` is relative to the prefix, in ``{param}`` syntax."""
+    """One route: ``path`` is relative to the prefix, in ``{param}`` syntax.
+
+    ``body``: the JSON body's members (``None``: the route reads no body).
+    """
 
     name: str
     method: str
@@ -63,19 +81,96 @@ class RouteSpec:
     errors: tuple[int, ...]
     summary: str
     authenticated: bool = False
+    body: tuple[BodyField, ...] | None = None
 
+
+_EMAIL = BodyField("email")
+_PASSWORD = BodyField("password")
 
 ROUTES: tuple[RouteSpec, ...] = (
-    RouteSpec("register", "POST", "/register", 201, (409, 422, 503), "Create an account"),
-    RouteSpec("login", "POST", "/login", 200, (401, 422, 429, 503), "Check the password and e-mail a login code"),
-    RouteSpec("verify_otp", "POST", "/verify-otp", 200, (401, 422, 429, 503), "Complete the login with the e-mailed code"),
-    RouteSpec("refresh", "POST", "/refresh", 200, (401, 422, 503), "Rotate the refresh token, get a new access token"),
+    RouteSpec(
+        "register",
+        "POST",
+        "/register",
+        201,
+        (409, 422, 503),
+        "Create an account",
+        body=(
+            _EMAIL,
+            _PASSWORD,
+            BodyField(
+                "profile",
+                "profile",
+                required=False,
+                description="Only the profile fields the app allowed (profile_fields=...).",
+            ),
+        ),
+    ),
+    RouteSpec(
+        "login",
+        "POST",
+        "/login",
+        200,
+        (401, 422, 429, 503),
+        "Check the password and e-mail a login code",
+        body=(_EMAIL, _PASSWORD),
+    ),
+    RouteSpec(
+        "verify_otp",
+        "POST",
+        "/verify-otp",
+        200,
+        (401, 422, 429, 503),
+        "Complete the login with the e-mailed code",
+        body=(_EMAIL, BodyField("code", description="The 6-digit code from the e-mail.")),
+    ),
+    RouteSpec(
+        "refresh",
+        "POST",
+        "/refresh",
+        200,
+        (401, 422, 503),
+        "Rotate the refresh token, get a new access token",
+        body=(BodyField("refresh_token", required=False, description="Omit when the refresh cookie is enabled and set."),),
+    ),
     RouteSpec("logout", "POST", "/logout", 204, (401, 503), "Revoke the current session", authenticated=True),
     RouteSpec("me", "GET", "/me", 200, (401, 503), "The current user", authenticated=True),
-    RouteSpec("otp_send", "POST", "/otp/send", 202, (422, 429, 503), "E-mail a one-time code for a purpose"),
-    RouteSpec("otp_verify", "POST", "/otp/verify", 200, (401, 422, 429, 503), "Check a one-time code for a purpose"),
-    RouteSpec("password_reset_request", "POST", "/password/reset-request", 202, (422, 503), "E-mail a password reset token"),
-    RouteSpec("password_reset", "POST", "/password/reset", 204, (400, 422, 503), "Set a new password with a reset token"),
+    RouteSpec(
+        "otp_send",
+        "POST",
+        "/otp/send",
+        202,
+        (422, 429, 503),
+        "E-mail a one-time code for a purpose",
+        body=(_EMAIL, BodyField("purpose", description='A configured purpose other than "login", e.g. "email_verify".')),
+    ),
+    RouteSpec(
+        "otp_verify",
+        "POST",
+        "/otp/verify",
+        200,
+        (401, 422, 429, 503),
+        "Check a one-time code for a purpose",
+        body=(_EMAIL, BodyField("code"), BodyField("purpose")),
+    ),
+    RouteSpec(
+        "password_reset_request",
+        "POST",
+        "/password/reset-request",
+        202,
+        (422, 503),
+        "E-mail a password reset token",
+        body=(_EMAIL,),
+    ),
+    RouteSpec(
+        "password_reset",
+        "POST",
+        "/password/reset",
+        204,
+        (400, 422, 503),
+        "Set a new password with a reset token",
+        body=(BodyField("token"), BodyField("new_password")),
+    ),
     RouteSpec("list_sessions", "GET", "/sessions", 200, (401, 503), "The current user's live sessions", authenticated=True),
     RouteSpec(
         "revoke_session",
@@ -142,11 +237,6 @@ def error_response(exc: AuthError) -> ErrorResponse:
         return ErrorResponse(status, _error_body("internal_error", "Internal server error."), headers)
     field = exc.field if isinstance(exc, ValidationError) else None
     return ErrorResponse(status, _error_body(exc.code, exc.message, field), headers)
-
-
-def validation_error_response(field: str | None = None, message: str = "The request is not valid.") -> ErrorResponse:
-    """422 for a framework-level body validation failure (never echoes the input)."""
-    return ErrorResponse(422, _error_body("invalid_input", message, field), {})
 
 
 # ---------------------------------------------------------------------------

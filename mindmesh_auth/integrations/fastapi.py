@@ -11,51 +11,29 @@
     async def profile(user: User = Depends(router.current_user)):
         return user.public_dict()
 
-Every call goes through :class:`~mindmesh_auth.aio.AsyncMindmeshAuth`, so bcrypt
-and storage work run on its thread pool, never on the event loop. Errors are
-mapped inside the router (a custom route class), so the app needs no global
-exception handler: ``{"error": {"code": ..., "message": ...}}`` with the status
-of the error (see ``docs/integrations.md``). FastAPI's own body validation
-failures get the same body shape (status 422).
+Only binding code lives here: the endpoints themselves (body parsing, tokens,
+cookies, error mapping) are written once in :mod:`._endpoints` and shared with
+the Flask blueprint, so both answer byte-identical bodies. Each route runs its
+endpoint on the thread pool of :class:`~mindmesh_auth.aio.AsyncMindmeshAuth`,
+so bcrypt and storage work never block the event loop. Errors are answered by
+the endpoint layer, so the app needs no exception handler (see
+``docs/integrations.md``).
 """
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..aio import AsyncMindmeshAuth
-from ..core.errors import AuthError, InvalidOtp, InvalidRefreshToken, InvalidToken, SessionNotFound
-from ..core.models import RequestContext, Session, SessionWithUser, User
+from ..core.errors import AuthError, InvalidToken
+from ..core.models import User
 from ..facade import MindmeshAuth
-from ._http import (
-    ERROR_DESCRIPTIONS,
-    OTP_SEND_BODY,
-    RESET_REQUEST_BODY,
-    ROUTES,
-    CookieSettings,
-    CookieSpec,
-    ErrorResponse,
-    Network,
-    RouteSpec,
-    bearer_token,
-    clear_cookies,
-    client_ip,
-    error_response,
-    login_body,
-    parse_profile,
-    parse_trusted_proxies,
-    session_body,
-    token_cookies,
-    tokens_body,
-    user_body,
-    validation_error_response,
-)
+from ._endpoints import Endpoints, HttpRequest, HttpResponse, access_token, body_schema
+from ._http import ERROR_DESCRIPTIONS, ROUTES, CookieSettings, ErrorResponse, RouteSpec, error_response
 
 __all__ = [
     "AuthHTTPException",
@@ -71,50 +49,8 @@ AnyAuth = AsyncMindmeshAuth | MindmeshAuth
 
 
 # ---------------------------------------------------------------------------
-# Request and response models (the OpenAPI schema; bodies are built in _http)
+# Response models (the OpenAPI schema only; bodies are built in _endpoints)
 # ---------------------------------------------------------------------------
-class RegisterRequest(BaseModel):
-    email: str
-    password: str
-    profile: dict[str, str | int | float | bool | None] | None = Field(
-        default=None, description="Only the profile fields the app allowed (create_auth_router(profile_fields=...))."
-    )
-
-
-class LoginRequest(BaseModel):
-    email: str
-    password: str
-
-
-class VerifyOtpRequest(BaseModel):
-    email: str
-    code: str = Field(description="The 6-digit code from the e-mail.")
-
-
-class RefreshRequest(BaseModel):
-    refresh_token: str | None = Field(default=None, description="Omit when the refresh cookie is enabled and set.")
-
-
-class OtpSendRequest(BaseModel):
-    email: str
-    purpose: str = Field(description='A configured purpose other than "login", e.g. "email_verify".')
-
-
-class OtpVerifyRequest(BaseModel):
-    email: str
-    code: str
-    purpose: str
-
-
-class PasswordResetRequestRequest(BaseModel):
-    email: str
-
-
-class PasswordResetRequest(BaseModel):
-    token: str
-    new_password: str
-
-
 class UserOut(BaseModel):
     model_config = ConfigDict(extra="allow")  # plus the app's profile fields
 
@@ -179,38 +115,24 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+RESPONSE_MODELS: dict[str, type[BaseModel]] = {
+    "register": UserResponse,
+    "login": LoginChallengeResponse,
+    "verify_otp": LoginResponse,
+    "refresh": TokenResponse,
+    "me": UserResponse,
+    "otp_send": AcceptedResponse,
+    "otp_verify": VerifiedResponse,
+    "password_reset_request": AcceptedResponse,
+    "list_sessions": SessionsResponse,
+}
+
+
 # ---------------------------------------------------------------------------
-# Errors
+# Errors and OpenAPI
 # ---------------------------------------------------------------------------
-def _json_error(err: ErrorResponse) -> JSONResponse:
-    return JSONResponse(err.body, status_code=err.status, headers=err.headers)
-
-
-def _validation_response(exc: RequestValidationError) -> JSONResponse:
-    errors = exc.errors()
-    first = errors[0] if errors else {}
-    loc = [part for part in first.get("loc", ()) if isinstance(part, str) and part != "body"]
-    msg = first.get("msg")
-    message = f"The request is not valid: {msg}." if isinstance(msg, str) else "The request is not valid."
-    # Never echo the input (it may be a password or a code).
-    return _json_error(validation_error_response(loc[-1] if loc else None, message))
-
-
-class _AuthRoute(APIRoute):
-    """Maps ``AuthError`` and body validation errors for this router's routes only."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route_handler(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except AuthError as exc:
-                return _json_error(error_response(exc))
-            except RequestValidationError as exc:
-                return _validation_response(exc)
-
-        return route_handler
+def _json_error(err: ErrorResponse) -> Response:
+    return _write(HttpResponse(err.status, err.body, err.headers))
 
 
 class AuthHTTPException(HTTPException):
@@ -253,8 +175,22 @@ def _responses(spec: RouteSpec) -> dict[int | str, dict[str, Any]]:
     return responses
 
 
+def _openapi_extra(spec: RouteSpec) -> dict[str, Any]:
+    """The request body and path parameters, documented from the route table (the endpoint reads them)."""
+    extra: dict[str, Any] = {}
+    if spec.body is not None:
+        extra["requestBody"] = {
+            "required": any(member.required for member in spec.body),
+            "content": {"application/json": {"schema": body_schema(spec.body)}},
+        }
+    params = [part[1:-1] for part in spec.path.split("/") if part.startswith("{") and part.endswith("}")]
+    if params:
+        extra["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    return extra
+
+
 # ---------------------------------------------------------------------------
-# Helpers
+# Binding: FastAPI request -> HttpRequest, HttpResponse -> FastAPI response
 # ---------------------------------------------------------------------------
 def _as_async(auth: AnyAuth) -> AsyncMindmeshAuth:
     if isinstance(auth, AsyncMindmeshAuth):
@@ -264,24 +200,24 @@ def _as_async(auth: AnyAuth) -> AsyncMindmeshAuth:
     raise TypeError("auth must be a MindmeshAuth or an AsyncMindmeshAuth")
 
 
-def _peer(request: Request) -> str | None:
-    return request.client.host if request.client else None
+async def _read(request: Request) -> HttpRequest:
+    headers = request.headers
+    return HttpRequest(
+        body=await request.body(),
+        content_type=headers.get("content-type"),
+        authorization=headers.get("authorization"),
+        cookies=request.cookies,
+        path_params=request.path_params,
+        peer=request.client.host if request.client else None,
+        forwarded_for=tuple(headers.getlist("x-forwarded-for")),
+        user_agent=headers.get("user-agent"),
+    )
 
 
-def _context(request: Request, networks: tuple[Network, ...]) -> RequestContext:
-    ip = client_ip(_peer(request), request.headers.getlist("x-forwarded-for"), networks)
-    return RequestContext(ip_address=ip, user_agent=request.headers.get("user-agent"))
-
-
-def _access_token(request: Request, cookies: CookieSettings | None) -> str | None:
-    token = bearer_token(request.headers.get("authorization"))
-    if token is None and cookies is not None and cookies.enabled:
-        token = request.cookies.get(cookies.access_name) or None
-    return token
-
-
-def _apply_cookies(response: Response, specs: Iterable[CookieSpec]) -> None:
-    for c in specs:
+def _write(reply: HttpResponse) -> Response:
+    media_type = "application/json" if reply.body is not None else None
+    response = Response(reply.content, status_code=reply.status, headers=dict(reply.headers), media_type=media_type)
+    for c in reply.cookies:
         response.set_cookie(
             c.name,
             c.value,
@@ -292,14 +228,7 @@ def _apply_cookies(response: Response, specs: Iterable[CookieSpec]) -> None:
             httponly=c.httponly,
             samesite=c.samesite,
         )
-
-
-async def _user_from_request(a: AsyncMindmeshAuth, request: Request, cookies: CookieSettings | None) -> User:
-    token = _access_token(request, cookies)
-    if token is None:
-        raise InvalidToken("Authentication required.")
-    user: User = await a.auth.get_user_from_token(token)
-    return user
+    return response
 
 
 def get_current_user_dependency(auth: AnyAuth, *, cookies: CookieSettings | None = None) -> Callable[[Request], Awaitable[User]]:
@@ -312,7 +241,11 @@ def get_current_user_dependency(auth: AnyAuth, *, cookies: CookieSettings | None
 
     async def dependency(request: Request) -> User:
         try:
-            return await _user_from_request(a, request, cookies)
+            token = access_token(request.headers.get("authorization"), request.cookies, cookies)
+            if token is None:
+                raise InvalidToken("Authentication required.")
+            user: User = await a.auth.get_user_from_token(token)
+            return user
         except AuthError as exc:
             raise AuthHTTPException(error_response(exc)) from None
 
@@ -343,6 +276,24 @@ class AuthRouter(APIRouter):
 
 
 _bearer_scheme = HTTPBearer(auto_error=False, description="The access token from /verify-otp or /refresh.")
+_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+
+
+def _view(a: AsyncMindmeshAuth, endpoints: Endpoints, spec: RouteSpec) -> Callable[..., Awaitable[Response]]:
+    name = spec.name
+
+    async def run(request: Request) -> Response:
+        # The async facade's bounded pool (with the task's context vars): one hop per request.
+        reply: HttpResponse = await a._call(endpoints.handle, name, await _read(request))
+        return _write(reply)
+
+    if not spec.authenticated:
+        return run
+
+    async def run_authenticated(request: Request, _credentials: _Bearer) -> Response:
+        return await run(request)  # the dependency only documents the bearer scheme
+
+    return run_authenticated
 
 
 # ---------------------------------------------------------------------------
@@ -365,139 +316,26 @@ def create_auth_router(
     """
     a = _as_async(auth)
     cookie_settings = cookies or CookieSettings()
-    networks = parse_trusted_proxies(trusted_proxies)
-    allowed_profile = frozenset(profile_fields)
-    config = a.sync.config
-    access_age = int(config.access_token_ttl.total_seconds())
-    refresh_age = int(config.session_ttl.total_seconds())
-    use_cookies = cookie_settings.enabled
     full_prefix = prefix.rstrip("/")
+    endpoints = Endpoints(
+        a.sync, prefix=full_prefix, cookies=cookie_settings, trusted_proxies=trusted_proxies, profile_fields=profile_fields
+    )
 
-    router = AuthRouter(prefix=full_prefix, route_class=_AuthRoute, tags=list(tags or ["auth"]))
+    router = AuthRouter(prefix=full_prefix, tags=list(tags or ["auth"]))
     router.auth = a
     router.cookies = cookie_settings
     router.current_user = get_current_user_dependency(a, cookies=cookie_settings)
-    specs = {spec.name: spec for spec in ROUTES}
-
-    def route(name: str, **kwargs: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-        spec = specs[name]
-        if spec.status == 204:
-            kwargs.setdefault("response_class", Response)
-        return router.api_route(
+    for spec in ROUTES:
+        router.add_api_route(
             spec.path,
+            _view(a, endpoints, spec),
             methods=[spec.method],
             name=f"mindmesh_auth.{spec.name}",
             status_code=spec.status,
             summary=spec.summary,
+            response_model=RESPONSE_MODELS.get(spec.name),
+            response_class=Response if spec.status == 204 else JSONResponse,
             responses=_responses(spec),
-            **kwargs,
+            openapi_extra=_openapi_extra(spec),
         )
-
-    def ctx(request: Request) -> RequestContext:
-        return _context(request, networks)
-
-    async def authenticated(
-        request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
-    ) -> tuple[User, str]:
-        token = _access_token(request, cookie_settings)
-        if token is None:
-            raise InvalidToken("Authentication required.")
-        found: SessionWithUser = await a.auth.authenticate(token)
-        return found.user, found.session.id
-
-    Who = Annotated[tuple[User, str], Depends(authenticated)]
-
-    def with_tokens(body: dict[str, Any], access: str, refresh: str) -> JSONResponse:
-        response = JSONResponse(body)
-        if use_cookies:
-            _apply_cookies(
-                response,
-                token_cookies(
-                    cookie_settings,
-                    full_prefix,
-                    access_token=access,
-                    access_max_age=access_age,
-                    refresh_token=refresh,
-                    refresh_max_age=refresh_age,
-                ),
-            )
-        return response
-
-    def no_content(clear: bool = False) -> Response:
-        response = Response(status_code=204)
-        if clear and use_cookies:
-            _apply_cookies(response, clear_cookies(cookie_settings, full_prefix))
-        return response
-
-    @route("register", response_model=UserResponse)
-    async def register(body: RegisterRequest, request: Request) -> Response:
-        profile = parse_profile(body.profile, allowed_profile)
-        user: User = await a.auth.register(body.email, body.password, context=ctx(request), **profile)
-        return JSONResponse(user_body(user), status_code=201)
-
-    @route("login", response_model=LoginChallengeResponse)
-    async def login(body: LoginRequest, request: Request) -> Response:
-        challenge = await a.auth.login(body.email, body.password, context=ctx(request))
-        return JSONResponse({"otp_required": bool(challenge.otp_required)})
-
-    @route("verify_otp", response_model=LoginResponse)
-    async def verify_otp(body: VerifyOtpRequest, request: Request) -> Response:
-        result = await a.auth.verify_otp(body.email, body.code, "login", context=ctx(request))
-        return with_tokens(login_body(result, cookies=use_cookies), result.access_token, result.refresh_token)
-
-    @route("refresh", response_model=TokenResponse)
-    async def refresh(request: Request, body: RefreshRequest | None = None) -> Response:
-        token = body.refresh_token if body is not None else None
-        if token is None and use_cookies:
-            token = request.cookies.get(cookie_settings.refresh_name) or None
-        if token is None:
-            raise InvalidRefreshToken()
-        pair = await a.auth.refresh(token, context=ctx(request))
-        return with_tokens(tokens_body(pair, cookies=use_cookies), pair.access_token, pair.refresh_token)
-
-    @route("logout")
-    async def logout(request: Request, who: Who) -> Response:
-        await a.auth.logout(who[1], context=ctx(request))
-        return no_content(clear=True)
-
-    @route("me", response_model=UserResponse)
-    async def me(who: Who) -> Response:
-        return JSONResponse(user_body(who[0]))
-
-    @route("otp_send", response_model=AcceptedResponse)
-    async def otp_send(body: OtpSendRequest, request: Request) -> Response:
-        await a.otp.send(body.email, body.purpose, context=ctx(request))
-        return JSONResponse(OTP_SEND_BODY, status_code=202)
-
-    @route("otp_verify", response_model=VerifiedResponse)
-    async def otp_verify(body: OtpVerifyRequest, request: Request) -> Response:
-        if not await a.otp.verify(body.email, body.code, body.purpose, context=ctx(request)):
-            raise InvalidOtp()
-        return JSONResponse({"verified": True})
-
-    @route("password_reset_request", response_model=AcceptedResponse)
-    async def password_reset_request(body: PasswordResetRequestRequest, request: Request) -> Response:
-        await a.password.request_reset(body.email, context=ctx(request))
-        return JSONResponse(RESET_REQUEST_BODY, status_code=202)
-
-    @route("password_reset")
-    async def password_reset(body: PasswordResetRequest, request: Request) -> Response:
-        await a.password.reset(body.token, body.new_password, context=ctx(request))
-        return no_content()
-
-    @route("list_sessions", response_model=SessionsResponse)
-    async def list_sessions(who: Who) -> Response:
-        user, sid = who
-        sessions: list[Session] = await a.sessions.list(user.id)
-        return JSONResponse({"sessions": [session_body(s, sid) for s in sessions]})
-
-    @route("revoke_session")
-    async def revoke_session(session_id: str, request: Request, who: Who) -> Response:
-        user, sid = who
-        session: Session = await a.sessions.get(session_id)
-        if session.user_id != user.id:
-            raise SessionNotFound()  # never reveal, never touch another user's session
-        await a.sessions.revoke(session.id, context=ctx(request))
-        return no_content(clear=session.id == sid)
-
     return router

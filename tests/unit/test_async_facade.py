@@ -8,7 +8,7 @@ from unittest import mock
 
 import pytest
 
-from mindmesh_auth import InvalidCredentials, MindmeshAuth
+from mindmesh_auth import InvalidCredentials, MindmeshAuth, SessionNotFound
 from mindmesh_auth.adapters.memory import MemoryStore
 from mindmesh_auth.aio import AsyncMindmeshAuth
 from mindmesh_auth.core import passwords as passwords_module
@@ -35,6 +35,22 @@ def test_whole_flow_through_the_async_facade() -> None:
             assert await auth.auth.logout(pair.session_id) is True
             with pytest.raises(InvalidCredentials):
                 await auth.auth.login("ada@example.com", "wrong password here")
+
+    asyncio.run(flow())
+
+
+def test_the_async_facade_revokes_only_the_owners_session() -> None:
+    async def flow() -> None:
+        auth, outbox = make()
+        async with auth:
+            await auth.auth.register("ada@example.com", PASSWORD)
+            bob = await auth.auth.register("bob@example.com", PASSWORD)
+            await auth.auth.login("ada@example.com", PASSWORD)
+            ada = await auth.auth.verify_otp("ada@example.com", outbox.last_code("ada@example.com"), "login")
+            with pytest.raises(SessionNotFound):
+                await auth.sessions.revoke(ada.session_id, user_id=bob.id)
+            assert (await auth.auth.get_user_from_token(ada.access_token)).id == ada.user.id
+            assert await auth.sessions.revoke(ada.session_id, user_id=ada.user.id) is True
 
     asyncio.run(flow())
 

@@ -282,6 +282,40 @@ def test_revoke_all_leaves_other_users_sessions_alone(env, user) -> None:
     assert env.auth.auth.get_user_from_token(bob.access_token).email == "bob@example.com"
 
 
+def test_revoke_with_user_id_revokes_only_that_users_sessions(env, user) -> None:
+    bob = env.auth.auth.register("bob@example.com", PASSWORD)
+    mine = env.login(EMAIL)
+    theirs = env.login("bob@example.com")
+    # Another user's session fails exactly like an unknown one and is not touched.
+    for target in (theirs.session_id, UNKNOWN_ID):
+        with pytest.raises(SessionNotFound) as info:
+            env.auth.sessions.revoke(target, user_id=user.id)
+        assert (info.value.status, info.value.code) == (404, "session_not_found")
+    assert env.auth.sessions.get(theirs.session_id).revoked_at is None
+    assert env.auth.auth.get_user_from_token(theirs.access_token).id == bob.id
+    assert rows(env, AuditEventType.SESSION_REVOKED) == []
+
+    now = env.clock.now()
+    assert env.auth.sessions.revoke(mine.session_id, user_id=user.id, context=RequestContext(ip_address=IP, user_agent=UA))
+    assert env.auth.sessions.revoke(mine.session_id, user_id=user.id) is False
+    assert env.auth.sessions.get(mine.session_id).revoked_at == now
+    assert rows(env, AuditEventType.SESSION_REVOKED) == [
+        (AuditEventType.SESSION_REVOKED, user.id, None, mine.session_id, None, now, IP, UA)
+    ]
+
+
+@pytest.mark.parametrize("bad", [None, "", "s" * 65, "a\x00b", 7])
+def test_revoke_with_user_id_validates_both_ids(env, user, bad) -> None:
+    with pytest.raises(ValidationError) as info:
+        env.auth.sessions.revoke(bad, user_id=user.id)
+    assert info.value.field == "session_id"
+    if bad is None:
+        return  # user_id=None: no owner to check (the administrator's call)
+    with pytest.raises(ValidationError) as info:
+        env.auth.sessions.revoke(UNKNOWN_ID, user_id=bad)
+    assert info.value.field == "user_id"
+
+
 def test_explicit_context_wins_for_session_calls(env, user) -> None:
     a = env.login(EMAIL)
     env.login(EMAIL)
