@@ -72,6 +72,9 @@ class AsyncAuth(_AsyncGroup):
     async def logout(self, session_id: str, *, context: RequestContext | None = None) -> bool:
         return cast(bool, await self._run(self._group.logout, session_id, context=context))
 
+    async def logout_by_refresh_token(self, refresh_token: str, *, context: RequestContext | None = None) -> bool:
+        return cast(bool, await self._run(self._group.logout_by_refresh_token, refresh_token, context=context))
+
 
 class AsyncOtp(_AsyncGroup):
     """``auth.otp`` for asyncio."""

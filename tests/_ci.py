@@ -37,6 +37,10 @@ _INSTALL = {
     "mongomock": "mongomock (in mindmesh-auth[dev])",
     "aiosmtpd": "aiosmtpd (in mindmesh-auth[dev])",
     "openapi_spec_validator": "openapi-spec-validator (in mindmesh-auth[dev])",
+    "schemathesis": "schemathesis (in mindmesh-auth[dev])",
+    "playwright": "playwright (in mindmesh-auth[dev]; the browser is Debian's chromium)",
+    "uvicorn": "uvicorn (in mindmesh-auth[dev])",
+    "hypothesis": "mindmesh-auth[testing]",
 }
 
 

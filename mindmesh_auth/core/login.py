@@ -134,7 +134,10 @@ class AuthService:
         ctx = k.context(context)
         canonical = k.email(email)
         if k.purpose(purpose) != "login":
-            raise ValidationError('verify_otp() completes a login; use otp.verify() for other purposes.', field="purpose")
+            raise ValidationError(
+                "This endpoint completes a login only; codes for other purposes are checked by the one-time code endpoint.",
+                field="purpose",
+            )
         entered = self._otp.parse_code(code)
         refresh_token = random_token(k.rng, REFRESH_TOKEN_BYTES)
         session_id = new_id(k.rng)
@@ -305,6 +308,18 @@ class AuthService:
             return True
 
         return k.unit(end)
+
+    def logout_by_refresh_token(self, refresh_token: str, *, context: RequestContext | None = None) -> bool:
+        """Revoke the session whose *current* refresh token this is: a logout once the
+        access token has expired. Nothing is rotated. ``InvalidRefreshToken`` when no
+        session holds it (malformed, rotated away, or unknown); otherwise as :meth:`logout`."""
+        k = self._k
+        if not isinstance(refresh_token, str) or not _REFRESH.fullmatch(refresh_token):
+            raise InvalidRefreshToken()
+        session = k.store.sessions.get_by_refresh_hash(k.keys.digest("refresh", refresh_token))
+        if session is None:
+            raise InvalidRefreshToken()
+        return self.logout(session.id, context=context)
 
 
 def _check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:

@@ -201,7 +201,7 @@ class OtpService:
     def _purpose(self, purpose: object) -> str:
         p = self._k.purpose(purpose)
         if p == "login":
-            raise ValidationError('Login codes are issued by auth.login(), not otp.send().', field="purpose")
+            raise ValidationError("Login codes are sent and checked by the login endpoints, not by this one.", field="purpose")
         return p
 
     def send(self, email: str, purpose: str, *, context: RequestContext | None = None) -> None:

@@ -117,13 +117,20 @@ class AccessTokenCodec:
         if not (isinstance(exp, int) and isinstance(iat, int)) or isinstance(exp, bool) or isinstance(iat, bool):
             raise InvalidToken()
         ts = now.timestamp()
-        if ts >= exp + self._leeway or iat > ts + self._leeway:
-            raise InvalidToken()
         email = payload.get("email")
+        try:
+            # A correctly signed token can still carry absurd times (10**20, -10**20, 10**400):
+            # float arithmetic and datetime conversion overflow; that is a bad token, not a 500.
+            if ts >= exp + self._leeway or iat > ts + self._leeway:
+                raise InvalidToken()
+            issued_at = datetime.fromtimestamp(iat, now.tzinfo)
+            expires_at = datetime.fromtimestamp(exp, now.tzinfo)
+        except (OverflowError, ValueError, TypeError, OSError):
+            raise InvalidToken() from None
         return AccessClaims(
             user_id=sub,
             session_id=sid,
             email=email if isinstance(email, str) else "",
-            issued_at=datetime.fromtimestamp(iat, now.tzinfo),
-            expires_at=datetime.fromtimestamp(exp, now.tzinfo),
+            issued_at=issued_at,
+            expires_at=expires_at,
         )

@@ -30,6 +30,7 @@ from ..core.errors import AuthError, InvalidOtp, InvalidRefreshToken, InvalidTok
 from ..core.models import RequestContext, SessionWithUser
 from ..facade import MindmeshAuth
 from ._http import (
+    NO_STORE,
     OTP_SEND_BODY,
     RESET_REQUEST_BODY,
     ROUTES,
@@ -37,7 +38,9 @@ from ._http import (
     CookieSettings,
     CookieSpec,
     Network,
+    PayloadTooLarge,
     bearer_token,
+    check_csrf,
     clear_cookies,
     client_ip,
     error_response,
@@ -57,12 +60,18 @@ __all__ = [
     "HttpResponse",
     "access_token",
     "authenticate",
+    "authenticate_request",
     "body_schema",
+    "content_length_over",
     "parse_body",
 ]
 
 MAX_BODY_BYTES = 64 * 1024
-"""Larger bodies are refused before they are parsed (no route needs more than a few hundred bytes)."""
+"""The default body limit: larger bodies are answered 413 before they are read in full
+(no route needs more than a few hundred bytes). ``max_body_bytes=`` on the factories changes it."""
+
+CSRF_ROUTES = frozenset({"refresh", "logout", "revoke_session"})
+"""The auth routes that change state with the credentials the cookies carry."""
 
 Body = dict[str, Any]
 
@@ -74,11 +83,17 @@ Body = dict[str, Any]
 class HttpRequest:
     """What an endpoint reads from a request, filled in by the framework binding.
 
-    ``body`` is the raw body (``b""`` when there is none); ``peer`` the connection's
-    peer address; ``forwarded_for`` every ``X-Forwarded-For`` header, in order.
+    ``body`` is the raw body (``b""`` when there is none), ``body_too_large`` set
+    instead when the binding stopped reading it at the limit; ``peer`` the
+    connection's peer address; ``forwarded_for`` every ``X-Forwarded-For`` header,
+    in order; ``origin``, ``fetch_site`` (``Sec-Fetch-Site``), ``requested_with``
+    (``X-Requested-With``) and ``own_origin`` (``scheme://host`` of the request)
+    feed the CSRF check of cookie-authenticated requests.
     """
 
     body: bytes = b""
+    body_too_large: bool = False
+    method: str = "GET"
     content_type: str | None = None
     authorization: str | None = None
     cookies: Mapping[str, str] = field(default_factory=dict)
@@ -86,6 +101,20 @@ class HttpRequest:
     peer: str | None = None
     forwarded_for: tuple[str, ...] = ()
     user_agent: str | None = None
+    origin: str | None = None
+    fetch_site: str | None = None
+    requested_with: str | None = None
+    own_origin: str | None = None
+
+
+def content_length_over(value: str | None, limit: int) -> bool:
+    """Whether a ``Content-Length`` header announces more than ``limit`` bytes (a malformed one counts as over)."""
+    if value is None:
+        return False
+    text = value.strip()
+    if not text.isdigit() or len(text) > 18:
+        return True
+    return int(text) > limit
 
 
 @dataclass(frozen=True)
@@ -123,7 +152,7 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def parse_body(members: Iterable[BodyField], raw: bytes, content_type: str | None = None) -> Body:
+def parse_body(members: Iterable[BodyField], raw: bytes, content_type: str | None = None, *, limit: int = MAX_BODY_BYTES) -> Body:
     """The route's body members, checked; ``ValidationError`` (422 ``invalid_input``) otherwise.
 
     An empty body is an empty object. Members not declared are ignored. An
@@ -134,7 +163,7 @@ def parse_body(members: Iterable[BodyField], raw: bytes, content_type: str | Non
     if raw.strip():
         if not _is_json(content_type):
             _invalid("The request body must be JSON (Content-Type: application/json).")
-        if len(raw) > MAX_BODY_BYTES:
+        if len(raw) > limit:
             _invalid("The request body is too large.")
         try:
             data = json.loads(raw, parse_constant=_reject_constant)
@@ -202,6 +231,34 @@ def authenticate(
     return auth.auth.authenticate(token)
 
 
+def cookie_credentials(request: HttpRequest, settings: CookieSettings | None) -> bool:
+    """Whether the request's credentials come from the token cookies (no bearer header, a cookie present)."""
+    if settings is None or not settings.enabled or bearer_token(request.authorization) is not None:
+        return False
+    return bool(request.cookies.get(settings.access_name) or request.cookies.get(settings.refresh_name))
+
+
+def csrf_guard(request: HttpRequest, settings: CookieSettings | None, method: str | None = None) -> None:
+    """``CsrfRejected`` (403) for a cookie-authenticated unsafe request that fails :func:`check_csrf`.
+
+    ``method``: the route's method (default: the request's)."""
+    if settings is not None and cookie_credentials(request, settings):
+        check_csrf(
+            settings,
+            method=method or request.method,
+            origin=request.origin,
+            fetch_site=request.fetch_site,
+            requested_with=request.requested_with,
+            own_origin=request.own_origin,
+        )
+
+
+def authenticate_request(auth: MindmeshAuth, request: HttpRequest, settings: CookieSettings | None) -> SessionWithUser:
+    """For the app's own routes: the CSRF check (cookie credentials, unsafe method), then :func:`authenticate`."""
+    csrf_guard(request, settings)
+    return authenticate(auth, request.authorization, request.cookies, settings)
+
+
 # ---------------------------------------------------------------------------
 # The endpoints
 # ---------------------------------------------------------------------------
@@ -222,8 +279,16 @@ class Endpoints:
         cookies: CookieSettings | None = None,
         trusted_proxies: Iterable[str | Network] = (),
         profile_fields: Iterable[str] = (),
+        profile_output: Iterable[str] = (),
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> None:
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise TypeError("max_body_bytes must be a positive int")
+        if isinstance(profile_output, str) or isinstance(profile_fields, str):
+            raise TypeError("profile_fields and profile_output are collections of names, not one string")
         self.auth = auth
+        self.max_body_bytes = max_body_bytes
+        self.profile_output = frozenset(profile_output)
         self.prefix = prefix.rstrip("/")
         self.cookies = cookies or CookieSettings()
         self.networks = parse_trusted_proxies(trusted_proxies)
@@ -233,16 +298,35 @@ class Endpoints:
         self._routes: dict[str, tuple[tuple[BodyField, ...] | None, Endpoint]] = {
             spec.name: (spec.body, getattr(self, spec.name)) for spec in ROUTES
         }
+        self._methods = {spec.name: spec.method for spec in ROUTES}
 
     def handle(self, name: str, request: HttpRequest) -> HttpResponse:
-        """Run route ``name`` for ``request``; an ``AuthError`` becomes its error response."""
+        """Run route ``name`` for ``request``; an ``AuthError`` becomes its error response.
+
+        Order: the body limit (413), the CSRF check of cookie-authenticated
+        state-changing routes (403), the body, the endpoint. Every answer is
+        ``Cache-Control: no-store``.
+        """
         members, endpoint = self._routes[name]
         try:
-            body = parse_body(members, request.body, request.content_type) if members is not None else {}
-            return endpoint(request, body)
+            if request.body_too_large or len(request.body) > self.max_body_bytes:
+                raise PayloadTooLarge()
+            if name in CSRF_ROUTES:
+                csrf_guard(request, self.cookies, self._methods[name])
+            body = (
+                parse_body(members, request.body, request.content_type, limit=self.max_body_bytes) if members is not None else {}
+            )
+            reply = endpoint(request, body)
         except AuthError as exc:
             err = error_response(exc)
-            return HttpResponse(err.status, err.body, err.headers)
+            reply = HttpResponse(err.status, err.body, err.headers, self._clear_on_error(name, exc))
+        return HttpResponse(reply.status, reply.body, {**reply.headers, **NO_STORE}, reply.cookies)
+
+    def _clear_on_error(self, name: str, exc: AuthError) -> tuple[CookieSpec, ...]:
+        """``/logout`` clears the cookies even when nothing valid was presented (not when the CSRF check refused it)."""
+        if name == "logout" and isinstance(exc, InvalidToken) and self.cookies.enabled:
+            return tuple(clear_cookies(self.cookies, self.prefix))
+        return ()
 
     # -- helpers --------------------------------------------------------------
     def context(self, request: HttpRequest) -> RequestContext:
@@ -274,7 +358,7 @@ class Endpoints:
     def register(self, request: HttpRequest, body: Body) -> HttpResponse:
         profile = parse_profile(body["profile"], self.profile_fields)
         user = self.auth.auth.register(body["email"], body["password"], context=self.context(request), **profile)
-        return HttpResponse(201, user_body(user))
+        return HttpResponse(201, user_body(user, self.profile_output))
 
     def login(self, request: HttpRequest, body: Body) -> HttpResponse:
         challenge = self.auth.auth.login(body["email"], body["password"], context=self.context(request))
@@ -282,7 +366,11 @@ class Endpoints:
 
     def verify_otp(self, request: HttpRequest, body: Body) -> HttpResponse:
         result = self.auth.auth.verify_otp(body["email"], body["code"], "login", context=self.context(request))
-        return self._with_tokens(login_body(result, cookies=self.cookies.enabled), result.access_token, result.refresh_token)
+        return self._with_tokens(
+            login_body(result, cookies=self.cookies.enabled, output=self.profile_output),
+            result.access_token,
+            result.refresh_token,
+        )
 
     def refresh(self, request: HttpRequest, body: Body) -> HttpResponse:
         token = body["refresh_token"]
@@ -294,12 +382,24 @@ class Endpoints:
         return self._with_tokens(tokens_body(pair, cookies=self.cookies.enabled), pair.access_token, pair.refresh_token)
 
     def logout(self, request: HttpRequest, body: Body) -> HttpResponse:
-        who = self._who(request)
-        self.auth.auth.logout(who.session.id, context=self.context(request))
+        """The access token's session; once that token has expired, the session of the
+        refresh token (body, else the refresh cookie). Nothing valid: 401, cookies cleared."""
+        try:
+            session_id = self._who(request).session.id
+        except InvalidToken:
+            token = body.get("refresh_token")
+            if token is None and self.cookies.enabled:
+                token = request.cookies.get(self.cookies.refresh_name) or None
+            try:
+                self.auth.auth.logout_by_refresh_token(token, context=self.context(request))  # type: ignore[arg-type]
+            except InvalidRefreshToken:
+                raise InvalidToken() from None
+            return self._no_content(clear=True)
+        self.auth.auth.logout(session_id, context=self.context(request))
         return self._no_content(clear=True)
 
     def me(self, request: HttpRequest, body: Body) -> HttpResponse:
-        return HttpResponse(200, user_body(self._who(request).user))
+        return HttpResponse(200, user_body(self._who(request).user, self.profile_output))
 
     def otp_send(self, request: HttpRequest, body: Body) -> HttpResponse:
         self.auth.otp.send(body["email"], body["purpose"], context=self.context(request))

@@ -3,7 +3,9 @@
 - :data:`ROUTES`: the route table (method, path, success status, documented errors, body members).
 - :func:`error_response`: ``AuthError`` -> (status, JSON body, headers).
 - :func:`client_ip`: the client address, honouring ``X-Forwarded-For`` only from trusted proxies.
-- :class:`CookieSettings`: optional httpOnly cookies for the tokens.
+- :class:`CookieSettings`: optional httpOnly cookies for the tokens, and :func:`check_csrf`,
+  the cross-site rule for requests that carry them.
+- :data:`NO_STORE`: the caching headers of every auth response.
 - JSON body builders, so both frameworks answer with identical bodies.
 
 Nothing here logs; no body or header built here ever contains a password or a
@@ -23,23 +25,30 @@ from ..core.errors import AuthError, ConfigurationError, InvalidToken, RateLimit
 from ..core.models import LoginResult, Session, TokenPair, User
 
 __all__ = [
+    "CSRF_HEADER",
     "ERROR_DESCRIPTIONS",
+    "NO_STORE",
     "OTP_SEND_BODY",
     "RESET_REQUEST_BODY",
     "ROUTES",
+    "SAFE_METHODS",
     "BodyField",
     "CookieSettings",
     "CookieSpec",
+    "CsrfRejected",
     "ErrorResponse",
     "Network",
+    "PayloadTooLarge",
     "RouteSpec",
     "bearer_token",
+    "check_csrf",
     "clear_cookies",
     "client_ip",
     "error_response",
     "login_body",
     "parse_profile",
     "parse_trusted_proxies",
+    "public_user",
     "session_body",
     "token_cookies",
     "tokens_body",
@@ -93,7 +102,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/register",
         201,
-        (409, 422, 503),
+        (409, 413, 422, 503),
         "Create an account",
         body=(
             _EMAIL,
@@ -111,7 +120,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/login",
         200,
-        (401, 422, 429, 503),
+        (401, 413, 422, 429, 503),
         "Check the password and e-mail a login code",
         body=(_EMAIL, _PASSWORD),
     ),
@@ -120,7 +129,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/verify-otp",
         200,
-        (401, 422, 429, 503),
+        (401, 413, 422, 429, 503),
         "Complete the login with the e-mailed code",
         body=(_EMAIL, BodyField("code", description="The 6-digit code from the e-mail.")),
     ),
@@ -129,18 +138,33 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/refresh",
         200,
-        (401, 422, 503),
+        (401, 403, 413, 422, 503),
         "Rotate the refresh token, get a new access token",
         body=(BodyField("refresh_token", required=False, description="Omit when the refresh cookie is enabled and set."),),
     ),
-    RouteSpec("logout", "POST", "/logout", 204, (401, 503), "Revoke the current session", authenticated=True),
-    RouteSpec("me", "GET", "/me", 200, (401, 503), "The current user", authenticated=True),
+    RouteSpec(
+        "logout",
+        "POST",
+        "/logout",
+        204,
+        (401, 403, 413, 422, 503),
+        "Revoke the current session",
+        authenticated=True,
+        body=(
+            BodyField(
+                "refresh_token",
+                required=False,
+                description="Finds the session when the access token has expired; omit when the refresh cookie is set.",
+            ),
+        ),
+    ),
+    RouteSpec("me", "GET", "/me", 200, (401, 413, 503), "The current user", authenticated=True),
     RouteSpec(
         "otp_send",
         "POST",
         "/otp/send",
         202,
-        (422, 429, 503),
+        (413, 422, 429, 503),
         "E-mail a one-time code for a purpose",
         body=(_EMAIL, BodyField("purpose", description='A configured purpose other than "login", e.g. "email_verify".')),
     ),
@@ -149,7 +173,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/otp/verify",
         200,
-        (401, 422, 429, 503),
+        (401, 413, 422, 429, 503),
         "Check a one-time code for a purpose",
         body=(_EMAIL, BodyField("code"), BodyField("purpose")),
     ),
@@ -158,7 +182,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/password/reset-request",
         202,
-        (422, 503),
+        (413, 422, 503),
         "E-mail a password reset token",
         body=(_EMAIL,),
     ),
@@ -167,17 +191,17 @@ ROUTES: tuple[RouteSpec, ...] = (
         "POST",
         "/password/reset",
         204,
-        (400, 422, 503),
+        (400, 413, 422, 503),
         "Set a new password with a reset token",
         body=(BodyField("token"), BodyField("new_password")),
     ),
-    RouteSpec("list_sessions", "GET", "/sessions", 200, (401, 503), "The current user's live sessions", authenticated=True),
+    RouteSpec("list_sessions", "GET", "/sessions", 200, (401, 413, 503), "The current user's live sessions", authenticated=True),
     RouteSpec(
         "revoke_session",
         "DELETE",
         "/sessions/{session_id}",
         204,
-        (401, 404, 422, 503),
+        (401, 403, 404, 413, 422, 503),
         "Revoke one of the current user's sessions",
         authenticated=True,
     ),
@@ -187,8 +211,11 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "Invalid or expired password reset token (`invalid_reset_token`).",
     401: "Invalid credentials, token, refresh token or code (`invalid_credentials`, `invalid_token`, "
     "`invalid_refresh_token`, `refresh_token_reused`, `invalid_otp`).",
+    403: "A cookie-authenticated request failed the cross-site check (`csrf_rejected`): cross-site "
+    "`Sec-Fetch-Site`, an `Origin` not allowed, or no `X-Requested-With` header. Only when cookies are enabled.",
     404: "Unknown session, or a session of another user (`session_not_found`).",
     409: "The email already has an account (`email_taken`).",
+    413: "The request body is larger than the configured limit (`payload_too_large`, 64 KiB by default).",
     422: "Malformed input (`invalid_input`, `invalid_email`, `invalid_password`).",
     429: "Rate limited (`rate_limited`); the `Retry-After` header gives the seconds to wait.",
     503: "Mail delivery or storage failed (`delivery_failed`, `storage_error`, `storage_unavailable`).",
@@ -204,9 +231,29 @@ OTP_SEND_BODY: dict[str, str] = {
 }
 
 
+NO_STORE: dict[str, str] = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+"""Sent on every response of the auth routes: they carry tokens, user data or session lists."""
+
+
 # ---------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------
+class CsrfRejected(AuthError):
+    """A cookie-authenticated, state-changing request that may come from another site (403)."""
+
+    code = "csrf_rejected"
+    status = 403
+    default_message = "Cross-site request refused."
+
+
+class PayloadTooLarge(AuthError):
+    """The request body is over the configured limit (413); it was not read in full."""
+
+    code = "payload_too_large"
+    status = 413
+    default_message = "The request body is too large."
+
+
 @dataclass(frozen=True)
 class ErrorResponse:
     status: int
@@ -337,36 +384,127 @@ def bearer_token(authorization: str | None) -> str | None:
 # ---------------------------------------------------------------------------
 # Cookies
 # ---------------------------------------------------------------------------
+_ORIGIN = re.compile(r"(https?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?")
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CSRF_HEADER = "X-Requested-With"
+"""The header a cookie-authenticated unsafe request must carry (any non-empty value).
+
+Browsers only let a page add a custom header to a cross-origin request after a
+CORS preflight, which the app does not grant to other sites; a plain HTML form
+or a ``text/plain`` fetch cannot carry it.
+"""
+
+
+def _origin(value: str) -> str:
+    match = _ORIGIN.fullmatch(value.strip().rstrip("/"))
+    if match is None:
+        raise ConfigurationError(
+            f"cookies.allowed_origins: {value!r} is not an origin like https://app.example.", variable="cookies"
+        )
+    return f"{match.group(1).lower()}://{match.group(2).lower()}{match.group(3) or ''}"
+
+
 @dataclass(frozen=True)
 class CookieSettings:
     """Token cookies (off by default: tokens travel in JSON bodies and the ``Authorization`` header).
 
-    When enabled, login and refresh set two httpOnly cookies: the access token
-    (``path``, default ``/``, so the app's routes receive it) and the refresh token
-    on a narrow path (``refresh_path``, default ``<prefix>/refresh``) so it is only
-    ever sent to the refresh endpoint. Response bodies then omit ``refresh_token``.
-    ``samesite="none"`` requires ``secure=True`` and CSRF protection in the app.
+    When enabled, ``/verify-otp`` and ``/refresh`` set two httpOnly cookies:
+
+    - the access token, named ``__Host-mm_access`` (``Secure``, ``Path=/``, no
+      ``Domain``: the browser refuses it from any other origin or path), sent to
+      every route of the app;
+    - the refresh token, named ``__Secure-mm_refresh``, scoped to the auth prefix
+      (``refresh_path``, default ``<prefix>``) so ``/refresh`` and ``/logout``
+      receive it and the rest of the app never does.
+
+    ``secure=False`` (local HTTP development only) drops the ``__Host-`` and
+    ``__Secure-`` prefixes and the ``Secure`` attribute. Explicit names are
+    checked against their prefix's rules. Response bodies omit
+    ``refresh_token``.
+
+    CSRF: state-changing requests authenticated by these cookies must pass
+    :func:`check_csrf` (``allowed_origins``: extra origins besides the request's
+    own, e.g. ``("https://app.example",)`` behind a TLS-terminating proxy).
     """
 
     enabled: bool = False
-    access_name: str = "mm_access"
-    refresh_name: str = "mm_refresh"
+    access_name: str = ""  # "": the default name (see above)
+    refresh_name: str = ""
     secure: bool = True
     samesite: Literal["lax", "strict", "none"] = "lax"
     path: str = "/"
     refresh_path: str | None = None
     domain: str | None = None
+    allowed_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.samesite not in ("lax", "strict", "none"):
             raise ConfigurationError('cookies.samesite must be "lax", "strict" or "none".', variable="cookies")
         if self.samesite == "none" and not self.secure:
             raise ConfigurationError('cookies.samesite="none" requires secure=True.', variable="cookies")
+        host_ok = self.secure and self.path == "/" and not self.domain
+        if not self.access_name:
+            default = "__Host-mm_access" if host_ok else "__Secure-mm_access" if self.secure else "mm_access"
+            object.__setattr__(self, "access_name", default)
+        if not self.refresh_name:
+            object.__setattr__(self, "refresh_name", "__Secure-mm_refresh" if self.secure else "mm_refresh")
         if not self.access_name or not self.refresh_name or self.access_name == self.refresh_name:
             raise ConfigurationError("cookies need two different, non-empty names.", variable="cookies")
+        for name in (self.access_name, self.refresh_name):
+            if name.startswith(("__Host-", "__Secure-")) and not self.secure:
+                raise ConfigurationError(
+                    f"cookies: {name!r} (a __Host- or __Secure- name) requires secure=True.", variable="cookies"
+                )
+        if self.refresh_name.startswith("__Host-"):
+            raise ConfigurationError(
+                "cookies: the refresh cookie is path-scoped and cannot be a __Host- cookie.", variable="cookies"
+            )
+        if self.access_name.startswith("__Host-") and not host_ok:
+            raise ConfigurationError("cookies: a __Host- cookie requires path='/' and no domain.", variable="cookies")
+        origins = (self.allowed_origins,) if isinstance(self.allowed_origins, str) else self.allowed_origins
+        object.__setattr__(self, "allowed_origins", tuple(_origin(o) for o in origins))
 
     def refresh_cookie_path(self, prefix: str) -> str:
-        return self.refresh_path or f"{prefix.rstrip('/')}/refresh"
+        return self.refresh_path or prefix.rstrip("/") or "/"
+
+
+def check_csrf(
+    settings: CookieSettings,
+    *,
+    method: str,
+    origin: str | None,
+    fetch_site: str | None,
+    requested_with: str | None,
+    own_origin: str | None,
+) -> None:
+    """``CsrfRejected`` (403) unless a cookie-authenticated request is safe to act on.
+
+    Call it only for requests whose credentials come from the cookies (a
+    ``Authorization: Bearer`` request is exempt: no other site can make a
+    browser send that header). Safe methods pass. An unsafe request is refused
+    when ``Sec-Fetch-Site`` is ``cross-site``, when ``Origin`` is present and is
+    neither the request's own origin (``own_origin``, ``scheme://host``) nor one
+    of ``settings.allowed_origins``, or when it lacks the :data:`CSRF_HEADER`.
+    """
+    if method.upper() in SAFE_METHODS:
+        return
+    if fetch_site is not None and fetch_site.strip().lower() == "cross-site":
+        raise CsrfRejected()
+    if origin is not None:
+        try:
+            normalized = _origin(origin)
+        except ConfigurationError:
+            raise CsrfRejected() from None  # "null" (sandboxed or privacy-redirected) and garbage
+        allowed = set(settings.allowed_origins)
+        if own_origin:
+            try:
+                allowed.add(_origin(own_origin))
+            except ConfigurationError:
+                pass
+        if normalized not in allowed:
+            raise CsrfRejected()
+    if not requested_with or not requested_with.strip():
+        raise CsrfRejected()
 
 
 @dataclass(frozen=True)
@@ -383,6 +521,10 @@ class CookieSpec:
     httponly: bool = True
 
 
+def _domain(settings: CookieSettings, name: str) -> str | None:
+    return None if name.startswith("__Host-") else settings.domain
+
+
 def token_cookies(
     settings: CookieSettings,
     prefix: str,
@@ -392,18 +534,22 @@ def token_cookies(
     refresh_token: str,
     refresh_max_age: int,
 ) -> list[CookieSpec]:
-    common: dict[str, Any] = {"domain": settings.domain, "secure": settings.secure, "samesite": settings.samesite}
+    common: dict[str, Any] = {"secure": settings.secure, "samesite": settings.samesite}
+    access, refresh = settings.access_name, settings.refresh_name
     return [
-        CookieSpec(settings.access_name, access_token, access_max_age, settings.path, **common),
-        CookieSpec(settings.refresh_name, refresh_token, refresh_max_age, settings.refresh_cookie_path(prefix), **common),
+        CookieSpec(access, access_token, access_max_age, settings.path, _domain(settings, access), **common),
+        CookieSpec(
+            refresh, refresh_token, refresh_max_age, settings.refresh_cookie_path(prefix), _domain(settings, refresh), **common
+        ),
     ]
 
 
 def clear_cookies(settings: CookieSettings, prefix: str) -> list[CookieSpec]:
-    common: dict[str, Any] = {"domain": settings.domain, "secure": settings.secure, "samesite": settings.samesite}
+    common: dict[str, Any] = {"secure": settings.secure, "samesite": settings.samesite}
+    access, refresh = settings.access_name, settings.refresh_name
     return [
-        CookieSpec(settings.access_name, "", 0, settings.path, **common),
-        CookieSpec(settings.refresh_name, "", 0, settings.refresh_cookie_path(prefix), **common),
+        CookieSpec(access, "", 0, settings.path, _domain(settings, access), **common),
+        CookieSpec(refresh, "", 0, settings.refresh_cookie_path(prefix), _domain(settings, refresh), **common),
     ]
 
 
@@ -433,8 +579,19 @@ def parse_profile(profile: object, allowed: frozenset[str]) -> dict[str, Any]:
     return out
 
 
-def user_body(user: User) -> dict[str, Any]:
-    return {"user": user.public_dict()}
+def public_user(user: User, output: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The user as a client sees it: the core fields plus only the profile fields in ``output``.
+
+    A profile can hold anything the app stores on its users (a role, a TOTP
+    secret, internal notes); nothing of it leaves the server unless listed.
+    """
+    body = user.public_dict()
+    core = {"id", "email", "email_verified", "blocked", "created_at", "updated_at"}
+    return {key: value for key, value in body.items() if key in core or (key in output and key in user.profile)}
+
+
+def user_body(user: User, output: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return {"user": public_user(user, output)}
 
 
 def _token_fields(access: str, refresh: str, session_id: str, expires_in: int, cookies: bool) -> dict[str, Any]:
@@ -444,9 +601,9 @@ def _token_fields(access: str, refresh: str, session_id: str, expires_in: int, c
     return body
 
 
-def login_body(result: LoginResult, *, cookies: bool) -> dict[str, Any]:
+def login_body(result: LoginResult, *, cookies: bool, output: frozenset[str] = frozenset()) -> dict[str, Any]:
     body = _token_fields(result.access_token, result.refresh_token, result.session_id, result.expires_in, cookies)
-    body["user"] = result.user.public_dict()
+    body["user"] = public_user(result.user, output)
     return body
 
 

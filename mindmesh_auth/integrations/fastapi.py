@@ -6,6 +6,7 @@
     router = create_auth_router(auth)            # MindmeshAuth or AsyncMindmeshAuth
     app = FastAPI()
     app.include_router(router)
+    install_error_handlers(app)                  # the app's own routes: {"error": ...}, 401 in OpenAPI
 
     @app.get("/profile")
     async def profile(user: User = Depends(router.current_user)):
@@ -15,9 +16,10 @@ Only binding code lives here: the endpoints themselves (body parsing, tokens,
 cookies, error mapping) are written once in :mod:`._endpoints` and shared with
 the Flask blueprint, so both answer byte-identical bodies. Each route runs its
 endpoint on the thread pool of :class:`~mindmesh_auth.aio.AsyncMindmeshAuth`,
-so bcrypt and storage work never block the event loop. Errors are answered by
-the endpoint layer, so the app needs no exception handler (see
-``docs/integrations.md``).
+so bcrypt and storage work never block the event loop. Errors of the auth
+routes are answered by the endpoint layer; :func:`install_error_handlers` gives
+the app's own routes (``current_user``) the same error shape and documents
+their 401 (see ``docs/integrations.md``).
 """
 
 from collections.abc import Awaitable, Callable, Iterable
@@ -25,17 +27,27 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..aio import AsyncMindmeshAuth
 from ..core.errors import AuthError, InvalidToken
 from ..core.models import User
 from ..facade import MindmeshAuth
-from ._endpoints import Endpoints, HttpRequest, HttpResponse, access_token, body_schema
+from ._endpoints import (
+    MAX_BODY_BYTES,
+    Endpoints,
+    HttpRequest,
+    HttpResponse,
+    access_token,
+    body_schema,
+    content_length_over,
+    csrf_guard,
+)
 from ._http import ERROR_DESCRIPTIONS, ROUTES, CookieSettings, ErrorResponse, RouteSpec, error_response
 
 __all__ = [
+    "AUTH_RESPONSES",
     "AuthHTTPException",
     "AuthRouter",
     "CookieSettings",
@@ -52,7 +64,9 @@ AnyAuth = AsyncMindmeshAuth | MindmeshAuth
 # Response models (the OpenAPI schema only; bodies are built in _endpoints)
 # ---------------------------------------------------------------------------
 class UserOut(BaseModel):
-    model_config = ConfigDict(extra="allow")  # plus the app's profile fields
+    """The core fields; a router with ``profile_output`` documents a subclass listing those fields."""
+
+    model_config = ConfigDict(extra="forbid")
 
     id: str
     email: str
@@ -128,11 +142,38 @@ RESPONSE_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+_Scalar = str | int | float | bool | None
+
+
+def _response_models(output: frozenset[str]) -> dict[str, type[BaseModel]]:
+    """The response models of a router whose users carry the ``profile_output`` fields."""
+    if not output:
+        return RESPONSE_MODELS
+    names = sorted(output)
+    suffix = "_".join(names)
+    fields: dict[str, Any] = {f"profile_{i}": (_Scalar, Field(default=None, alias=name)) for i, name in enumerate(names)}
+    user_out: type[BaseModel] = create_model(f"UserOut_{suffix}", __base__=UserOut, **fields)
+    user_response: type[BaseModel] = create_model(f"UserResponse_{suffix}", user=(user_out, ...))
+    login_response: type[BaseModel] = create_model(f"LoginResponse_{suffix}", __base__=TokenResponse, user=(user_out, ...))
+    return {**RESPONSE_MODELS, "register": user_response, "me": user_response, "verify_otp": login_response}
+
+
 # ---------------------------------------------------------------------------
 # Errors and OpenAPI
 # ---------------------------------------------------------------------------
 def _json_error(err: ErrorResponse) -> Response:
     return _write(HttpResponse(err.status, err.body, err.headers))
+
+
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "Missing, invalid or expired access token (`invalid_token`).",
+        "headers": {"WWW-Authenticate": {"description": "Bearer", "schema": {"type": "string"}}},
+    },
+}
+"""``responses=AUTH_RESPONSES`` documents the 401 of a route using ``current_user`` by hand;
+:func:`install_error_handlers` adds it to every such route of the app."""
 
 
 class AuthHTTPException(HTTPException):
@@ -147,9 +188,55 @@ class AuthHTTPException(HTTPException):
         self.response = err
 
 
+_BEARER_SCHEME = "HTTPBearer"
+_COOKIE_SCHEME = "AccessCookie"
+
+
+def _document_protected_routes(app: FastAPI) -> None:
+    """Wrap ``app.openapi`` so every operation secured by the ``current_user`` schemes lists the 401
+    (and the 403 of the CSRF check for unsafe methods when the cookie scheme is declared)."""
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        if "ErrorBody" not in components:
+            model = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model.pop("$defs", {}))
+            components["ErrorBody"] = model
+        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+        for item in schema.get("paths", {}).values():
+            for method, operation in item.items():
+                if not isinstance(operation, dict):
+                    continue
+                schemes = {name for requirement in operation.get("security", []) for name in requirement}
+                if not schemes & {_BEARER_SCHEME, _COOKIE_SCHEME}:
+                    continue
+                responses = operation.setdefault("responses", {})
+                responses.setdefault(
+                    "401",
+                    {
+                        **ref,
+                        "description": AUTH_RESPONSES[401]["description"],
+                        "headers": AUTH_RESPONSES[401]["headers"],
+                    },
+                )
+                if _COOKIE_SCHEME in schemes and method.upper() not in ("GET", "HEAD", "OPTIONS", "TRACE"):
+                    responses.setdefault("403", {**ref, "description": ERROR_DESCRIPTIONS[403]})
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    """Optional: render ``AuthError`` raised anywhere in the app (and the ``current_user``
-    401s) as ``{"error": {...}}``. The router does not need it."""
+    """The one call for the app's own routes: render the ``current_user`` 401/403 and any
+    ``AuthError`` they let escape as ``{"error": {...}}``, and document the 401 (and the
+    CSRF 403) of every route protected by ``current_user`` in ``app.openapi()``.
+    The router's own routes do not need it."""
+    _document_protected_routes(app)
 
     async def on_auth_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AuthHTTPException)
@@ -200,10 +287,50 @@ def _as_async(auth: AnyAuth) -> AsyncMindmeshAuth:
     raise TypeError("auth must be a MindmeshAuth or an AsyncMindmeshAuth")
 
 
-async def _read(request: Request) -> HttpRequest:
+async def _read_body(request: Request, limit: int) -> bytes | None:
+    """The body, or ``None`` once it is known to exceed ``limit``: a larger ``Content-Length``
+    is refused before anything is read; otherwise the stream is read up to ``limit + 1`` bytes."""
+    if content_length_over(request.headers.get("content-length"), limit):
+        return None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _own_origin(request: Request) -> str | None:
+    host = request.headers.get("host")
+    return f"{request.url.scheme}://{host}" if host else None
+
+
+def _headers_only(request: Request) -> HttpRequest:
     headers = request.headers
     return HttpRequest(
-        body=await request.body(),
+        method=request.method,
+        authorization=headers.get("authorization"),
+        cookies=request.cookies,
+        origin=headers.get("origin"),
+        fetch_site=headers.get("sec-fetch-site"),
+        requested_with=headers.get("x-requested-with"),
+        own_origin=_own_origin(request),
+    )
+
+
+async def _read(request: Request, limit: int = MAX_BODY_BYTES) -> HttpRequest:
+    headers = request.headers
+    body = await _read_body(request, limit)
+    return HttpRequest(
+        body=body or b"",
+        body_too_large=body is None,
+        method=request.method,
+        origin=headers.get("origin"),
+        fetch_site=headers.get("sec-fetch-site"),
+        requested_with=headers.get("x-requested-with"),
+        own_origin=_own_origin(request),
         content_type=headers.get("content-type"),
         authorization=headers.get("authorization"),
         cookies=request.cookies,
@@ -231,16 +358,16 @@ def _write(reply: HttpResponse) -> Response:
     return response
 
 
-def get_current_user_dependency(auth: AnyAuth, *, cookies: CookieSettings | None = None) -> Callable[[Request], Awaitable[User]]:
-    """A dependency for the app's own routes: the ``User`` of the request's access token
-    (``Authorization: Bearer``, or the access cookie when ``cookies.enabled``).
+_bearer_scheme = HTTPBearer(auto_error=False, description="The access token from /verify-otp or /refresh.")
+_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
 
-    Missing or invalid: 401 with ``WWW-Authenticate: Bearer`` (an :class:`AuthHTTPException`).
-    """
+
+def _resolver(auth: AnyAuth, cookies: CookieSettings | None) -> Callable[[Request], Awaitable[User]]:
     a = _as_async(auth)
 
-    async def dependency(request: Request) -> User:
+    async def resolve(request: Request) -> User:
         try:
+            csrf_guard(_headers_only(request), cookies)
             token = access_token(request.headers.get("authorization"), request.cookies, cookies)
             if token is None:
                 raise InvalidToken("Authentication required.")
@@ -249,10 +376,44 @@ def get_current_user_dependency(auth: AnyAuth, *, cookies: CookieSettings | None
         except AuthError as exc:
             raise AuthHTTPException(error_response(exc)) from None
 
-    return dependency
+    return resolve
 
 
-async def current_user(request: Request) -> User:
+def get_current_user_dependency(auth: AnyAuth, *, cookies: CookieSettings | None = None) -> Callable[..., Awaitable[User]]:
+    """A dependency for the app's own routes: the ``User`` of the request's access token
+    (``Authorization: Bearer``, or the access cookie when ``cookies.enabled``).
+
+    Missing or invalid: 401 with ``WWW-Authenticate: Bearer`` (an :class:`AuthHTTPException`).
+    A cookie-authenticated request with an unsafe method must pass the CSRF check
+    (``Sec-Fetch-Site``, ``Origin``, ``X-Requested-With``): otherwise 403 ``csrf_rejected``.
+    The OpenAPI document shows the bearer scheme (and the cookie scheme when
+    cookies are on) on every route using it.
+    """
+    resolve = _resolver(auth, cookies)
+
+    if cookies is None or not cookies.enabled:
+
+        async def dependency(request: Request, _credentials: _Bearer) -> User:
+            return await resolve(request)
+
+        return dependency
+
+    cookie_scheme = APIKeyCookie(
+        name=cookies.access_name,
+        scheme_name=_COOKIE_SCHEME,
+        auto_error=False,
+        description="The access token cookie set by /verify-otp and /refresh.",
+    )
+
+    async def cookie_dependency(
+        request: Request, _credentials: _Bearer, _cookie: Annotated[str | None, Depends(cookie_scheme)]
+    ) -> User:
+        return await resolve(request)
+
+    return cookie_dependency
+
+
+async def current_user(request: Request, _credentials: _Bearer) -> User:
     """A dependency using the auth object in ``app.state.mindmesh_auth`` (and the cookie
     settings in ``app.state.mindmesh_auth_cookies``, if any). Prefer ``router.current_user``."""
     state = request.app.state
@@ -261,7 +422,7 @@ async def current_user(request: Request) -> User:
         auth = getattr(state, "mindmesh_auth", None)
         if auth is None:
             raise RuntimeError("current_user needs app.state.mindmesh_auth (or use router.current_user).")
-        bound = get_current_user_dependency(auth, cookies=getattr(state, "mindmesh_auth_cookies", None))
+        bound = _resolver(auth, getattr(state, "mindmesh_auth_cookies", None))
         state._mindmesh_auth_dependency = bound
     user: User = await bound(request)
     return user
@@ -272,11 +433,7 @@ class AuthRouter(APIRouter):
 
     auth: AsyncMindmeshAuth
     cookies: CookieSettings
-    current_user: Callable[[Request], Awaitable[User]]
-
-
-_bearer_scheme = HTTPBearer(auto_error=False, description="The access token from /verify-otp or /refresh.")
-_Bearer = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer_scheme)]
+    current_user: Callable[..., Awaitable[User]]
 
 
 def _view(a: AsyncMindmeshAuth, endpoints: Endpoints, spec: RouteSpec) -> Callable[..., Awaitable[Response]]:
@@ -284,7 +441,7 @@ def _view(a: AsyncMindmeshAuth, endpoints: Endpoints, spec: RouteSpec) -> Callab
 
     async def run(request: Request) -> Response:
         # The async facade's bounded pool (with the task's context vars): one hop per request.
-        reply: HttpResponse = await a._call(endpoints.handle, name, await _read(request))
+        reply: HttpResponse = await a._call(endpoints.handle, name, await _read(request, endpoints.max_body_bytes))
         return _write(reply)
 
     if not spec.authenticated:
@@ -306,6 +463,8 @@ def create_auth_router(
     trusted_proxies: Iterable[str] = (),
     cookies: CookieSettings | None = None,
     profile_fields: Iterable[str] = (),
+    profile_output: Iterable[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
     tags: list[str] | None = None,
 ) -> AuthRouter:
     """The auth routes under ``prefix`` (see ``docs/integrations.md``).
@@ -313,13 +472,23 @@ def create_auth_router(
     ``trusted_proxies``: IPs/CIDRs of your reverse proxies; only then is
     ``X-Forwarded-For`` read. ``cookies``: :class:`CookieSettings` (off by default).
     ``profile_fields``: profile fields ``/register`` accepts (none by default).
+    ``profile_output``: profile fields the user object in responses carries
+    (none by default). ``max_body_bytes``: larger request bodies are answered
+    413 before they are read in full (64 KiB by default).
     """
     a = _as_async(auth)
     cookie_settings = cookies or CookieSettings()
     full_prefix = prefix.rstrip("/")
     endpoints = Endpoints(
-        a.sync, prefix=full_prefix, cookies=cookie_settings, trusted_proxies=trusted_proxies, profile_fields=profile_fields
+        a.sync,
+        prefix=full_prefix,
+        cookies=cookie_settings,
+        trusted_proxies=trusted_proxies,
+        profile_fields=profile_fields,
+        profile_output=profile_output,
+        max_body_bytes=max_body_bytes,
     )
+    models = _response_models(endpoints.profile_output)
 
     router = AuthRouter(prefix=full_prefix, tags=list(tags or ["auth"]))
     router.auth = a
@@ -333,7 +502,7 @@ def create_auth_router(
             name=f"mindmesh_auth.{spec.name}",
             status_code=spec.status,
             summary=spec.summary,
-            response_model=RESPONSE_MODELS.get(spec.name),
+            response_model=models.get(spec.name),
             response_class=Response if spec.status == 204 else JSONResponse,
             responses=_responses(spec),
             openapi_extra=_openapi_extra(spec),

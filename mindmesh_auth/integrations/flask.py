@@ -31,7 +31,7 @@ from flask import Blueprint, Response, g, request
 
 from ..core.errors import AuthError
 from ..facade import MindmeshAuth
-from ._endpoints import Endpoints, HttpRequest, HttpResponse, authenticate
+from ._endpoints import MAX_BODY_BYTES, Endpoints, HttpRequest, HttpResponse, authenticate_request, content_length_over
 from ._http import ROUTES, CookieSettings, error_response
 
 __all__ = ["AuthBlueprint", "CookieSettings", "create_auth_blueprint", "make_login_required"]
@@ -40,10 +40,51 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _read(path_params: dict[str, str]) -> HttpRequest:
+_CHUNK = 64 * 1024
+
+
+def _read_body(limit: int) -> bytes | None:
+    """The body, or ``None`` once it is known to exceed ``limit``: a larger ``Content-Length``
+    is refused before anything is read; otherwise the stream is read up to ``limit + 1`` bytes."""
+    if content_length_over(request.headers.get("Content-Length"), limit):
+        return None
+    stream = request.stream
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = stream.read(min(_CHUNK, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return None if size > limit else b"".join(chunks)
+
+
+def _headers_only(path_params: dict[str, str] | None = None) -> HttpRequest:
     headers = request.headers
     return HttpRequest(
-        body=request.get_data(),
+        method=request.method,
+        origin=headers.get("Origin"),
+        fetch_site=headers.get("Sec-Fetch-Site"),
+        requested_with=headers.get("X-Requested-With"),
+        own_origin=request.host_url.rstrip("/"),
+        authorization=headers.get("Authorization"),
+        cookies=request.cookies,
+        path_params=path_params or {},
+    )
+
+
+def _read(path_params: dict[str, str], limit: int = MAX_BODY_BYTES) -> HttpRequest:
+    headers = request.headers
+    body = _read_body(limit)
+    return HttpRequest(
+        body=body or b"",
+        body_too_large=body is None,
+        method=request.method,
+        origin=headers.get("Origin"),
+        fetch_site=headers.get("Sec-Fetch-Site"),
+        requested_with=headers.get("X-Requested-With"),
+        own_origin=request.host_url.rstrip("/"),
         content_type=headers.get("Content-Type"),
         authorization=headers.get("Authorization"),
         cookies=request.cookies,
@@ -77,13 +118,15 @@ def make_login_required(
 ) -> Callable[[Callable[P, R]], Callable[P, R | Response]]:
     """A decorator for the app's views: ``g.user`` is the ``User`` of the request's
     access token (``Authorization: Bearer``, or the access cookie when
-    ``cookies.enabled``); otherwise a 401 JSON error with ``WWW-Authenticate: Bearer``."""
+    ``cookies.enabled``); otherwise a 401 JSON error with ``WWW-Authenticate: Bearer``.
+    A cookie-authenticated request with an unsafe method must pass the CSRF check
+    (``Sec-Fetch-Site``, ``Origin``, ``X-Requested-With``): otherwise 403 ``csrf_rejected``."""
 
     def decorator(view: Callable[P, R]) -> Callable[P, R | Response]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Response:
             try:
-                found = authenticate(auth, request.headers.get("Authorization"), request.cookies, cookies)
+                found = authenticate_request(auth, _headers_only(), cookies)
             except AuthError as exc:
                 err = error_response(exc)
                 return _write(HttpResponse(err.status, err.body, err.headers))
@@ -106,7 +149,7 @@ class AuthBlueprint(Blueprint):
 
 def _view(endpoints: Endpoints, name: str) -> Callable[..., Response]:
     def view(**path_params: str) -> Response:
-        return _write(endpoints.handle(name, _read(path_params)))
+        return _write(endpoints.handle(name, _read(path_params, endpoints.max_body_bytes)))
 
     return view
 
@@ -118,6 +161,8 @@ def create_auth_blueprint(
     trusted_proxies: Iterable[str] = (),
     cookies: CookieSettings | None = None,
     profile_fields: Iterable[str] = (),
+    profile_output: Iterable[str] = (),
+    max_body_bytes: int = MAX_BODY_BYTES,
     name: str = "mindmesh_auth",
 ) -> AuthBlueprint:
     """The auth routes under ``url_prefix`` (see ``docs/integrations.md``).
@@ -125,14 +170,23 @@ def create_auth_blueprint(
     ``trusted_proxies``: IPs/CIDRs of your reverse proxies; only then is
     ``X-Forwarded-For`` read (do not also rewrite ``remote_addr`` with ProxyFix).
     ``cookies``: :class:`CookieSettings` (off by default). ``profile_fields``:
-    profile fields ``/register`` accepts (none by default).
+    profile fields ``/register`` accepts (none by default). ``profile_output``:
+    profile fields the user object in responses carries (none by default).
+    ``max_body_bytes``: larger request bodies are answered 413 before they are
+    read in full (64 KiB by default).
     """
     if not isinstance(auth, MindmeshAuth):
         raise TypeError("auth must be a MindmeshAuth (use .sync of an AsyncMindmeshAuth)")
     cookie_settings = cookies or CookieSettings()
     prefix = url_prefix.rstrip("/")
     endpoints = Endpoints(
-        auth, prefix=prefix, cookies=cookie_settings, trusted_proxies=trusted_proxies, profile_fields=profile_fields
+        auth,
+        prefix=prefix,
+        cookies=cookie_settings,
+        trusted_proxies=trusted_proxies,
+        profile_fields=profile_fields,
+        profile_output=profile_output,
+        max_body_bytes=max_body_bytes,
     )
 
     bp = AuthBlueprint(name, __name__, url_prefix=prefix)

@@ -47,6 +47,12 @@ class Client:
 
     def __init__(self, framework: str, native: Any, base_url: str) -> None:
         self.framework, self.native, self.base_url = framework, native, base_url
+        self.notes: list[str] = []
+
+    @property
+    def app(self) -> Any:
+        """The framework's application object."""
+        return self.native.app if self.framework == "fastapi" else self.native.application
 
     def request(
         self,
@@ -102,22 +108,57 @@ def flask_client(app: Any, *, peer: str = PEER, https: bool = False) -> Client:
 
 
 def build_client(framework: str, auth: Any, *, peer: str = PEER, https: bool = False, **options: Any) -> Client:
-    """An app serving the auth routes of ``framework`` built with ``options``, and a client on it."""
-    if framework == "fastapi":
-        from fastapi import FastAPI
+    """An app serving the auth routes of ``framework`` built with ``options``, and a client on it.
 
-        from mindmesh_auth.integrations.fastapi import create_auth_router
+    The app also has its own routes guarded by the router's ``current_user`` (FastAPI) or the
+    blueprint's ``login_required`` (Flask): ``GET /app/notes`` lists ``client.notes`` and
+    ``POST /app/notes`` appends the caller's user id to it (a state change the CSRF tests watch).
+    """
+    notes: list[str] = []
+    if framework == "fastapi":
+        from fastapi import Depends, FastAPI
+
+        from mindmesh_auth import User
+        from mindmesh_auth.integrations.fastapi import create_auth_router, install_error_handlers
 
         app = FastAPI()
-        app.include_router(create_auth_router(auth, **options))
-        return fastapi_client(app, peer=peer, https=https)
-    from flask import Flask
+        router = create_auth_router(auth, **options)
+        app.include_router(router)
+        install_error_handlers(app)  # the app's own routes answer {"error": {...}} too
 
-    from mindmesh_auth.integrations.flask import create_auth_blueprint
+        @app.get("/app/notes")
+        async def list_notes(user: User = Depends(router.current_user)) -> dict[str, Any]:
+            return {"notes": notes}
 
-    app = Flask(__name__)
-    app.register_blueprint(create_auth_blueprint(auth, **options))
-    return flask_client(app, peer=peer, https=https)
+        @app.post("/app/notes")
+        async def add_note(user: User = Depends(router.current_user)) -> dict[str, Any]:
+            notes.append(user.id)
+            return {"notes": notes}
+
+        client = fastapi_client(app, peer=peer, https=https)
+    else:
+        from flask import Flask, g
+
+        from mindmesh_auth.integrations.flask import create_auth_blueprint
+
+        flask_app = Flask(__name__)
+        bp = create_auth_blueprint(auth, **options)
+        flask_app.register_blueprint(bp)
+
+        @flask_app.get("/app/notes")
+        @bp.login_required
+        def list_notes() -> dict[str, Any]:
+            return {"notes": notes}
+
+        @flask_app.post("/app/notes")
+        @bp.login_required
+        def add_note() -> dict[str, Any]:
+            notes.append(g.user.id)
+            return {"notes": notes}
+
+        client = flask_client(flask_app, peer=peer, https=https)
+    client.notes = notes
+    return client
 
 
 def register(client: Client, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from mindmesh_auth.integrations._endpoints import (
     Endpoints,
     HttpRequest,
     body_schema,
+    content_length_over,
     parse_body,
 )
 from mindmesh_auth.integrations._http import ROUTES, BodyField, CookieSettings
@@ -20,6 +21,7 @@ from mindmesh_auth.testing import FakeClock, Outbox, test_config
 from ._clients import PASSWORD
 
 EMAIL = "ada@example.com"
+ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
 MEMBERS = (BodyField("email"), BodyField("note", required=False), BodyField("profile", "profile", required=False))
 
 
@@ -91,20 +93,23 @@ def test_the_flow_through_plain_values(auth: MindmeshAuth, outbox: Outbox) -> No
     reply = endpoints.handle("verify_otp", _json(f'{{"email": "{EMAIL}", "code": "{code}"}}'))
     assert reply.status == 200 and reply.body is not None and "refresh_token" not in reply.body
     cookies = {c.name: c for c in reply.cookies}
-    assert cookies["mm_refresh"].path == "/auth/refresh" and cookies["mm_access"].path == "/"
+    assert cookies[REFRESH].path == "/auth" and cookies[ACCESS].path == "/"
+    assert cookies[ACCESS].domain is None and cookies[ACCESS].secure and cookies[REFRESH].secure
 
-    # The access cookie authenticates, the refresh cookie refreshes.
+    # The access cookie authenticates, the refresh cookie refreshes (with the CSRF header).
     jar = {name: c.value for name, c in cookies.items()}
     assert endpoints.handle("me", HttpRequest(cookies=jar)).status == 200
-    reply = endpoints.handle("refresh", HttpRequest(cookies=jar))
-    assert reply.status == 200 and {c.name for c in reply.cookies} == {"mm_access", "mm_refresh"}
+    assert endpoints.handle("refresh", HttpRequest(cookies=jar, method="POST")).status == 403
+    reply = endpoints.handle("refresh", HttpRequest(cookies=jar, method="POST", requested_with="fetch"))
+    assert reply.status == 200 and {c.name for c in reply.cookies} == {ACCESS, REFRESH}
     jar = {c.name: c.value for c in reply.cookies}
 
     # Revoking the current session clears the cookies.
     sid = reply.body["session_id"] if reply.body else ""
-    reply = endpoints.handle("revoke_session", HttpRequest(cookies=jar, path_params={"session_id": sid}))
+    request = HttpRequest(cookies=jar, path_params={"session_id": sid}, method="DELETE", requested_with="fetch")
+    reply = endpoints.handle("revoke_session", request)
     assert reply.status == 204 and reply.content == b""
-    assert {(c.name, c.max_age) for c in reply.cookies} == {("mm_access", 0), ("mm_refresh", 0)}
+    assert {(c.name, c.max_age) for c in reply.cookies} == {(ACCESS, 0), (REFRESH, 0)}
 
 
 def test_errors_are_answered_not_raised(auth: MindmeshAuth) -> None:
@@ -116,3 +121,22 @@ def test_errors_are_answered_not_raised(auth: MindmeshAuth) -> None:
     assert reply.content == (
         b'{"error":{"code":"invalid_input","message":"The request is not valid: password is required.","field":"password"}}'
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "over"),
+    [(None, False), ("0", False), ("65536", False), ("65537", True), ("9" * 30, True), ("-1", True), ("12a", True)],
+)
+def test_content_length_over_the_limit(value: str | None, over: bool) -> None:
+    assert content_length_over(value, MAX_BODY_BYTES) is over
+
+
+def test_body_limit_and_no_store_on_every_answer(auth: MindmeshAuth) -> None:
+    endpoints = Endpoints(auth, prefix="/auth", max_body_bytes=32)
+    for request in (HttpRequest(body_too_large=True), _json('{"email": "a@example.com", "password": "long enough"}')):
+        reply = endpoints.handle("login", request)
+        assert reply.status == 413 and reply.body == {
+            "error": {"code": "payload_too_large", "message": "The request body is too large."}
+        }
+        assert reply.headers["Cache-Control"] == "no-store" and reply.headers["Pragma"] == "no-cache"
+    assert endpoints.handle("me", HttpRequest()).headers["Cache-Control"] == "no-store"

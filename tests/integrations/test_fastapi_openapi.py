@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -104,10 +105,90 @@ def test_every_ref_resolves(schema: dict[str, Any]) -> None:
 def test_request_bodies_are_documented(schema: dict[str, Any]) -> None:
     for spec in ROUTES:
         operation = schema["paths"][f"/api/auth{spec.path}"][spec.method.lower()]
-        has_body = spec.method == "POST" and spec.name != "logout"
+        has_body = spec.method == "POST"
         assert ("requestBody" in operation) == has_body, spec.name
 
 
 def test_openapi_spec_validator_accepts_the_schema(schema: dict[str, Any]) -> None:
     validator = require("openapi_spec_validator", reason="validates the OpenAPI schema")
     validator.validate(schema)
+
+
+# ---------------------------------------------------------------------------
+# The app's own routes protected by current_user
+# ---------------------------------------------------------------------------
+def _app_schema(**options: Any) -> dict[str, Any]:
+    from fastapi import Depends
+
+    from mindmesh_auth import User
+    from mindmesh_auth.integrations.fastapi import install_error_handlers
+
+    auth = MindmeshAuth(store="memory://", mailer=Outbox(), config=test_config(), clock=FakeClock())
+    app = FastAPI(title="app")
+    router = create_auth_router(auth, **options)
+    app.include_router(router)
+    install_error_handlers(app)
+
+    @app.get("/notes")
+    async def notes(user: User = Depends(router.current_user)) -> dict[str, str]:
+        return {"id": user.id}
+
+    @app.post("/notes")
+    async def add_note(user: User = Depends(router.current_user)) -> dict[str, str]:
+        return {"id": user.id}
+
+    @app.get("/public")
+    async def public() -> dict[str, str]:
+        return {}
+
+    schema = app.openapi()
+    auth.close()
+    return schema
+
+
+def test_current_user_routes_show_the_bearer_lock_and_the_401() -> None:
+    schema = _app_schema()
+    for method in ("get", "post"):
+        operation = schema["paths"]["/notes"][method]
+        assert operation["security"] == [{"HTTPBearer": []}]
+        response = operation["responses"]["401"]
+        assert response["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+        assert "WWW-Authenticate" in response["headers"]
+        assert "403" not in operation["responses"]
+    public = schema["paths"]["/public"]["get"]
+    assert "security" not in public and "401" not in public["responses"]
+    for ref in set(_refs(schema)):
+        _resolve(schema, ref)
+    validator = require("openapi_spec_validator", reason="validates the OpenAPI schema")
+    validator.validate(schema)
+
+
+def test_cookie_mode_adds_the_cookie_scheme_and_the_csrf_403() -> None:
+    from mindmesh_auth.integrations.fastapi import CookieSettings
+
+    schema = _app_schema(cookies=CookieSettings(enabled=True))
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["AccessCookie"] == {**schemes["AccessCookie"], "type": "apiKey", "in": "cookie", "name": "__Host-mm_access"}
+    get, post = schema["paths"]["/notes"]["get"], schema["paths"]["/notes"]["post"]
+    for operation in (get, post):
+        assert {name for requirement in operation["security"] for name in requirement} == {"HTTPBearer", "AccessCookie"}
+        assert "401" in operation["responses"]
+    assert "403" in post["responses"] and "403" not in get["responses"]
+    validator = require("openapi_spec_validator", reason="validates the OpenAPI schema")
+    validator.validate(schema)
+
+
+def test_profile_output_is_documented_and_nothing_else() -> None:
+    schema = _app_schema(profile_output=("first_name",))
+    components = schema["components"]["schemas"]
+    me = schema["paths"]["/auth/me"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+    user = _resolve(schema, _resolve(schema, me["$ref"])["properties"]["user"]["$ref"])
+    assert set(user["properties"]) == {"id", "email", "email_verified", "blocked", "created_at", "updated_at", "first_name"}
+    assert user["additionalProperties"] is False
+    verify = schema["paths"]["/auth/verify-otp"]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    login_user = _resolve(schema, verify["$ref"])["properties"]["user"]["$ref"]
+    assert _resolve(schema, login_user) == user
+    plain = _app_schema()["components"]["schemas"]["UserOut"]
+    assert set(plain["properties"]) == {"id", "email", "email_verified", "blocked", "created_at", "updated_at"}
+    assert plain["additionalProperties"] is False
+    assert "role" not in json.dumps(components)

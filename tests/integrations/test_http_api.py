@@ -7,6 +7,8 @@ and ``test_flask.py``.
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -115,8 +117,9 @@ def test_wrong_code_is_401(env: Env, client: Client) -> None:
 
 
 def test_no_error_class_maps_to_403() -> None:
-    """Decision: no error is 403. A blocked account fails like a wrong password (401, no
-    enumeration), its tokens stop working (401), another user's session is 404."""
+    """Decision: no core error is 403 (the only 403 is the CSRF check of cookie mode, in the
+    HTTP layer). A blocked account fails like a wrong password (401, no enumeration), its
+    tokens stop working (401), another user's session is 404."""
     statuses = {
         cls.status for cls in vars(error_module).values() if isinstance(cls, type) and issubclass(cls, error_module.AuthError)
     }
@@ -202,9 +205,35 @@ def test_503_mail_failure(env: Env, client: Client) -> None:
 # ---------------------------------------------------------------------------
 # Cookies
 # ---------------------------------------------------------------------------
+ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
+XRW = {"X-Requested-With": "fetch"}
+
+
+def _set_cookies(r: Any) -> dict[str, dict[str, str]]:
+    """``Set-Cookie`` headers by cookie name: ``{"": value, attribute (lower case): value or ""}``."""
+    out: dict[str, dict[str, str]] = {}
+    for header in r.header_list("set-cookie"):
+        first, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        attrs = {"": value}
+        for attribute in attributes:
+            key, _, val = attribute.partition("=")
+            attrs[key.lower()] = val
+        out[name] = attrs
+    return out
+
+
+def _cookie_client(env: Env, make_client: MakeClient, **settings: Any) -> tuple[Client, dict[str, Any]]:
+    """A client logged in with cookies enabled (``settings`` for :class:`CookieSettings`)."""
+    https = settings.get("secure", True)
+    client = make_client(cookies=CookieSettings(enabled=True, **settings), https=https)
+    register(client)
+    return client, login(client, env)
+
+
 @pytest.mark.parametrize("samesite", [None, "strict"], ids=["default-lax", "strict"])
 def test_cookies_set_refresh_and_clear(env: Env, make_client: MakeClient, samesite: str | None) -> None:
-    """``None``: the default (lax)."""
+    """``None``: the default (lax). Names, prefixes and attributes, read from the Set-Cookie headers."""
     cookies = CookieSettings(enabled=True) if samesite is None else CookieSettings(enabled=True, samesite=samesite)  # type: ignore[arg-type]
     client = make_client(cookies=cookies, https=True)
     register(client)
@@ -212,31 +241,174 @@ def test_cookies_set_refresh_and_clear(env: Env, make_client: MakeClient, samesi
     r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": env.outbox.last_code("ada@example.com")})
     assert r.status_code == 200
     assert "refresh_token" not in r.json() and r.json()["access_token"]
-    set_cookies = r.header_list("set-cookie")
-    assert len(set_cookies) == 2
-    for header in set_cookies:
-        assert "HttpOnly" in header and "Secure" in header and "SameSite=" in header
-        assert f"samesite={samesite or 'lax'}" in header.lower()  # Starlette writes "lax", Werkzeug "Lax"
-    access = next(h for h in set_cookies if h.startswith("mm_access="))
-    refresh = next(h for h in set_cookies if h.startswith("mm_refresh="))
-    assert "Path=/;" in access or access.endswith("Path=/")
-    assert "Path=/auth/refresh" in refresh
-    assert client.cookie("mm_access") is not None and client.cookie("mm_refresh", path="/auth/refresh") is not None
+    set_cookies = _set_cookies(r)
+    assert set(set_cookies) == {ACCESS, REFRESH}
+    for attrs in set_cookies.values():
+        assert "httponly" in attrs and "secure" in attrs and "domain" not in attrs
+        assert attrs["samesite"].lower() == (samesite or "lax")  # Starlette writes "lax", Werkzeug "Lax"
+    assert set_cookies[ACCESS]["path"] == "/" and set_cookies[ACCESS]["max-age"] == "900"
+    assert set_cookies[REFRESH]["path"] == "/auth"  # /refresh and /logout receive it, the app's routes never do
+    assert client.cookie(ACCESS) is not None and client.cookie(REFRESH, path="/auth") is not None
 
-    # The access cookie authenticates; the refresh cookie refreshes.
+    # The access cookie authenticates; the refresh cookie refreshes (a state change: the CSRF header is needed).
     assert client.get("/auth/me").status_code == 200
-    r = client.post("/auth/refresh")
+    assert_error(client.post("/auth/refresh"), 403, "csrf_rejected")
+    r = client.post("/auth/refresh", headers=XRW)
     assert r.status_code == 200, r.text
-    assert "refresh_token" not in r.json()
+    assert "refresh_token" not in r.json() and set(_set_cookies(r)) == {ACCESS, REFRESH}
     assert client.get("/auth/me").status_code == 200
 
-    r = client.post("/auth/logout")
+    r = client.post("/auth/logout", headers=XRW)
     assert r.status_code == 204
-    cleared = r.header_list("set-cookie")
-    assert len(cleared) == 2 and all("Max-Age=0" in h for h in cleared)
-    assert client.cookie("mm_access") is None and client.cookie("mm_refresh", path="/auth/refresh") is None
+    cleared = _set_cookies(r)
+    assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
+    assert cleared[ACCESS]["path"] == "/" and cleared[REFRESH]["path"] == "/auth"
+    assert client.cookie(ACCESS) is None and client.cookie(REFRESH, path="/auth") is None
     assert_error(client.get("/auth/me"), 401, "invalid_token")
-    assert_error(client.post("/auth/refresh"), 401, "invalid_refresh_token")
+    assert_error(client.post("/auth/refresh", headers=XRW), 401, "invalid_refresh_token")
+
+
+def test_cookies_without_secure_drop_the_prefixes_for_local_http(env: Env, make_client: MakeClient) -> None:
+    client, _ = _cookie_client(env, make_client, secure=False)
+    r = client.post("/auth/refresh", headers=XRW)
+    assert r.status_code == 200, r.text
+    set_cookies = _set_cookies(r)
+    assert set(set_cookies) == {"mm_access", "mm_refresh"}
+    assert all("secure" not in attrs and "httponly" in attrs for attrs in set_cookies.values())
+    assert client.get("/auth/me").status_code == 200
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"secure": False, "access_name": "__Host-x"},
+        {"secure": False, "refresh_name": "__Secure-y"},
+        {"access_name": "__Host-x", "path": "/app"},
+        {"access_name": "__Host-x", "domain": "example.com"},
+        {"refresh_name": "__Host-y"},
+        {"allowed_origins": ("evil.example",)},
+        {"access_name": "same", "refresh_name": "same"},
+    ],
+)
+def test_cookie_settings_refuse_broken_prefixes_and_origins(settings: dict[str, Any]) -> None:
+    with pytest.raises(error_module.ConfigurationError):
+        CookieSettings(enabled=True, **settings)
+
+
+def test_cookie_defaults_follow_path_and_domain() -> None:
+    assert CookieSettings(enabled=True, domain="example.com").access_name == "__Secure-mm_access"
+    assert CookieSettings(enabled=True, allowed_origins=("https://App.Example:8443/",)).allowed_origins == (
+        "https://app.example:8443",
+    )
+
+
+EVIL = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site", "Content-Type": "text/plain"}
+
+
+def test_cross_site_cookie_requests_are_refused_and_change_nothing(env: Env, make_client: MakeClient) -> None:
+    client, tokens = _cookie_client(env, make_client)
+    refresh_before = client.cookie(REFRESH, path="/auth")
+    sid = tokens["session_id"]
+    body = b'{"refresh_token": null}'
+    for method, path in (
+        ("POST", "/auth/refresh"),
+        ("POST", "/auth/logout"),
+        ("POST", "/app/notes"),
+        ("DELETE", f"/auth/sessions/{sid}"),
+    ):
+        for headers in (EVIL, {**EVIL, **XRW}):
+            r = client.request(method, path, content=body, headers=headers)
+            assert_error(r, 403, "csrf_rejected")
+            assert "set-cookie" not in r.headers, path
+    # Nothing changed: same refresh cookie, session live, no note written.
+    assert client.cookie(REFRESH, path="/auth") == refresh_before
+    assert env.auth.sessions.get(sid).revoked_at is None
+    assert client.notes == []
+    # Safe methods are not state changes: reading works cross-site.
+    assert client.get("/app/notes", headers=EVIL).status_code == 200
+    assert client.get("/auth/me", headers=EVIL).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example", **XRW},
+        {"Sec-Fetch-Site": "cross-site", **XRW},
+        {"Origin": "null", **XRW},
+        {"Origin": "http://{host}", **XRW},  # the same host over plain http is another origin
+        {"Sec-Fetch-Site": "same-origin"},  # no custom header
+        {},
+    ],
+    ids=["foreign-origin", "cross-site-fetch", "null-origin", "http-downgrade", "no-header", "nothing"],
+)
+def test_each_csrf_rule_refuses_on_its_own(env: Env, make_client: MakeClient, headers: dict[str, str]) -> None:
+    client, _ = _cookie_client(env, make_client)
+    host = client.base_url.split("://", 1)[1]
+    headers = {name: value.replace("{host}", host) for name, value in headers.items()}
+    assert_error(client.post("/app/notes", headers=headers), 403, "csrf_rejected")
+    assert_error(client.post("/auth/refresh", headers=headers), 403, "csrf_rejected")
+    assert client.notes == []
+
+
+def test_same_origin_cookie_requests_with_the_header_work(env: Env, make_client: MakeClient) -> None:
+    client, tokens = _cookie_client(env, make_client)
+    same = {"Origin": client.base_url, "Sec-Fetch-Site": "same-origin", **XRW}
+    r = client.post("/app/notes", headers=same)
+    assert r.status_code == 200, r.text
+    assert client.notes == [tokens["user"]["id"]]
+    assert client.post("/auth/refresh", headers=same).status_code == 200
+    assert client.post("/app/notes", headers=XRW).status_code == 200  # no Origin (older browsers, same-origin GET-like)
+    assert client.post("/auth/logout", headers={**same, "Sec-Fetch-Site": "same-site"}).status_code == 204
+    assert env.auth.sessions.get(tokens["session_id"]).revoked_at is not None
+
+
+def test_allowed_origins_admit_a_listed_front_end(env: Env, make_client: MakeClient) -> None:
+    client, _ = _cookie_client(env, make_client, allowed_origins=("https://app.example",))
+    headers = {"Origin": "https://app.example", "Sec-Fetch-Site": "same-site", **XRW}
+    assert client.post("/app/notes", headers=headers).status_code == 200
+    assert_error(client.post("/app/notes", headers={**headers, "Origin": "https://evil.example"}), 403, "csrf_rejected")
+
+
+def test_bearer_requests_are_exempt_from_the_csrf_check(env: Env, make_client: MakeClient) -> None:
+    client, tokens = _cookie_client(env, make_client)
+    r = client.post("/app/notes", headers={**EVIL, **bearer(tokens)})
+    assert r.status_code == 200, r.text
+    r = client.delete(f"/auth/sessions/{tokens['session_id']}", headers={**EVIL, **bearer(tokens)})
+    assert r.status_code == 204
+
+
+def test_logout_after_the_access_token_expired_uses_the_refresh_cookie(env: Env, make_client: MakeClient) -> None:
+    client, tokens = _cookie_client(env, make_client)
+    env.clock.advance(minutes=16)
+    assert_error(client.get("/auth/me"), 401, "invalid_token")  # the access cookie is still sent, but expired
+    r = client.post("/auth/logout", headers=XRW)
+    assert r.status_code == 204, r.text
+    cleared = _set_cookies(r)
+    assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
+    assert client.cookie(ACCESS) is None and client.cookie(REFRESH, path="/auth") is None
+    assert env.auth.sessions.get(tokens["session_id"]).revoked_at is not None
+
+
+def test_logout_after_the_access_token_expired_uses_the_body_refresh_token(env: Env, client: Client) -> None:
+    register(client)
+    tokens = login(client, env)
+    env.clock.advance(minutes=16)
+    r = client.post("/auth/logout", json={"refresh_token": tokens["refresh_token"]}, headers=bearer(tokens))
+    assert r.status_code == 204, r.text
+    assert env.auth.sessions.get(tokens["session_id"]).revoked_at is not None
+    assert_error(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}), 401)
+    # Nothing valid: 401, as before (bearer mode is unchanged).
+    assert_error(client.post("/auth/logout", json={"refresh_token": "x" * 128}), 401, "invalid_token")
+
+
+def test_logout_with_nothing_valid_still_clears_the_cookies(env: Env, make_client: MakeClient) -> None:
+    client, _ = _cookie_client(env, make_client)
+    assert client.post("/auth/logout", headers=XRW).status_code == 204
+    client.set_cookie(ACCESS, "garbage")
+    r = client.post("/auth/logout", headers=XRW)
+    assert_error(r, 401, "invalid_token")
+    cleared = _set_cookies(r)
+    assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
 
 
 def test_cookies_disabled_by_default(env: Env, client: Client) -> None:
@@ -244,7 +416,7 @@ def test_cookies_disabled_by_default(env: Env, client: Client) -> None:
     client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
     r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": env.outbox.last_code("ada@example.com")})
     assert "set-cookie" not in r.headers
-    client.set_cookie("mm_access", r.json()["access_token"])
+    client.set_cookie(ACCESS, r.json()["access_token"])
     assert_error(client.get("/auth/me"), 401, "invalid_token")  # cookies are not read unless enabled
 
 
@@ -369,7 +541,7 @@ def test_register_profile_fields_are_allow_listed(make_client: MakeClient) -> No
     assert client.post("/auth/register", json={"email": "ada@example.com", "password": PASSWORD}).status_code == 201
     # The SQLite user table of the fixture has no profile columns: accepting one needs a store that has it.
     memory = MindmeshAuth(store="memory://", mailer=Outbox(), config=test_config(), clock=FakeClock())
-    client = make_client(auth=memory, profile_fields=["first_name"])
+    client = make_client(auth=memory, profile_fields=["first_name"], profile_output=["first_name"])
     r = client.post("/auth/register", json={"email": "ada@example.com", "password": PASSWORD, "profile": {"first_name": "Ada"}})
     assert r.status_code == 201 and r.json()["user"]["first_name"] == "Ada"
 
@@ -389,3 +561,158 @@ def test_no_token_code_or_password_in_logs(env: Env, client: Client, caplog: pyt
     text = caplog.text + "".join(str(r.__dict__) for r in caplog.records)
     for secret in (PASSWORD, code, tokens["access_token"], tokens["refresh_token"], fresh["refresh_token"]):
         assert secret not in text
+
+
+# ---------------------------------------------------------------------------
+# Caching and body size
+# ---------------------------------------------------------------------------
+def _assert_no_store(r: Any) -> None:
+    assert r.headers.get("cache-control") == "no-store", r.headers
+    assert r.headers.get("pragma") == "no-cache"
+
+
+def test_every_auth_response_is_no_store(env: Env, client: Client) -> None:
+    replies = [client.post("/auth/register", json={"email": "ada@example.com", "password": PASSWORD})]
+    replies.append(client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD}))
+    code = env.outbox.last_code("ada@example.com")
+    replies.append(client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": code}))
+    tokens = replies[-1].json()
+    replies.append(client.post("/auth/refresh", json={"refresh_token": tokens["refresh_token"]}))
+    fresh = replies[-1].json()
+    replies += [
+        client.get("/auth/me", headers=bearer(fresh)),
+        client.get("/auth/sessions", headers=bearer(fresh)),
+        client.get("/auth/me"),  # an error
+        client.post("/auth/login", content=b"x" * 70_000),  # the 413
+        client.post("/auth/logout", headers=bearer(fresh)),
+    ]
+    assert [r.status_code for r in replies] == [201, 200, 200, 200, 200, 200, 401, 413, 204]
+    for r in replies:
+        _assert_no_store(r)
+
+
+def test_body_over_the_limit_is_413(make_client: MakeClient) -> None:
+    client = make_client()
+    r = client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "pad": "x" * 70_000})
+    err = assert_error(r, 413, "payload_too_large")
+    assert "field" not in err
+    small = make_client(max_body_bytes=128)
+    assert_error(small.post("/auth/login", json={"email": "ada@example.com", "password": "p" * 200}), 413, "payload_too_large")
+    large = make_client(max_body_bytes=200_000)
+    r = large.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD, "pad": "x" * 70_000})
+    assert_error(r, 401, "invalid_credentials")  # read and parsed: the limit is the router's
+
+
+class _CountingStream(io.RawIOBase):
+    """A request body of ``total`` bytes that counts how much the app read."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.consumed = total, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self.total - self.consumed)
+        buffer[:n] = b"x" * n
+        self.consumed += n
+        return n
+
+
+def _send_huge_body(client: Client, total: int, *, announce_length: bool) -> tuple[int, bytes, int]:
+    """POST ``total`` bytes to /auth/login, streamed; (status, body, bytes the app consumed)."""
+    path = "/auth/login"
+    if client.framework == "fastapi":
+        import asyncio
+
+        chunk = 64 * 1024
+        consumed = 0
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            nonlocal consumed
+            size = min(chunk, total - consumed)
+            consumed += size
+            return {"type": "http.request", "body": b"x" * size, "more_body": consumed < total}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"host", b"testserver"), (b"content-type", b"application/json")]
+        if announce_length:
+            headers.append((b"content-length", str(total).encode()))
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": path,
+            "raw_path": path.encode(),
+            "query_string": b"",
+            "root_path": "",
+            "headers": headers,
+            "client": (PEER, 50000),
+            "server": ("testserver", 80),
+        }
+        asyncio.run(client.app(scope, receive, send))
+        status = next(m["status"] for m in sent if m["type"] == "http.response.start")
+        body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+        return status, body, consumed
+    from werkzeug.test import EnvironBuilder, run_wsgi_app
+
+    stream = _CountingStream(total)
+    environ = EnvironBuilder(path, method="POST", content_type="application/json").get_environ()
+    environ.update({"wsgi.input": stream, "REMOTE_ADDR": PEER})
+    environ.pop("CONTENT_LENGTH", None)
+    if announce_length:
+        environ["CONTENT_LENGTH"] = str(total)
+    else:
+        environ["wsgi.input_terminated"] = True  # chunked: the server marks the end of the stream
+    app_iter, status_line, _headers = run_wsgi_app(client.app, environ)
+    body = b"".join(app_iter)
+    return int(status_line.split()[0]), body, stream.consumed
+
+
+@pytest.mark.parametrize("announce_length", [True, False], ids=["content-length", "chunked"])
+def test_a_200_mb_body_is_refused_without_being_read(client: Client, announce_length: bool) -> None:
+    total = 200 * 1024 * 1024
+    status, body, consumed = _send_huge_body(client, total, announce_length=announce_length)
+    assert status == 413 and json.loads(body)["error"]["code"] == "payload_too_large"
+    if announce_length:
+        assert consumed <= 64 * 1024  # refused on the header (at most one chunk handed over by the server)
+    else:
+        assert consumed <= 2 * 64 * 1024 + 1  # read only up to the limit + 1
+
+
+# ---------------------------------------------------------------------------
+# What the user object shows
+# ---------------------------------------------------------------------------
+CORE_USER_KEYS = {"id", "email", "email_verified", "blocked", "created_at", "updated_at"}
+
+
+@pytest.mark.parametrize(
+    ("output", "expected"),
+    [((), set()), (("first_name",), {"first_name"}), (("first_name", "role", "nickname"), {"first_name", "role"})],
+    ids=["default-none", "first-name", "listed-role"],
+)
+def test_user_object_carries_only_the_listed_profile_fields(
+    make_client: MakeClient, output: tuple[str, ...], expected: set[str]
+) -> None:
+    outbox = Outbox()
+    memory = MindmeshAuth(store="memory://", mailer=outbox, config=test_config(), clock=FakeClock())
+    memory.auth.register(
+        "ada@example.com", PASSWORD, first_name="Ada", role="admin", totp_secret="JBSWY3DPEHPK3PXP", internal_note="vip"
+    )
+    client = make_client(auth=memory, profile_output=output, profile_fields=["first_name"])
+    client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
+    r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": outbox.last_code("ada@example.com")})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    me = client.get("/auth/me", headers=bearer(tokens)).json()["user"]
+    registered = client.post("/auth/register", json={"email": "bob@example.com", "password": PASSWORD}).json()["user"]
+    for user in (tokens["user"], me):
+        assert set(user) == CORE_USER_KEYS | expected
+        assert "JBSWY3DPEHPK3PXP" not in r.text and "vip" not in json.dumps(me)
+    assert set(registered) == CORE_USER_KEYS  # bob has no profile fields at all
+    memory.close()

@@ -69,8 +69,8 @@ CASES: list[tuple[str, str, str, dict[str, Any], int, str, str | None]] = [
         "POST",
         "/auth/login",
         {"json": {"email": EMAIL, "password": SECRET, "pad": "x" * 70_000}},
-        422,
-        "invalid_input",
+        413,
+        "payload_too_large",
         None,
     ),
     (
@@ -296,6 +296,7 @@ def test_bad_requests_get_identical_answers(
     assert (fastapi.status_code, fastapi.content) == (flask.status_code, flask.content)
     assert fastapi.headers.get("content-type") == flask.headers.get("content-type") == "application/json"
     assert fastapi.headers.get("www-authenticate") == flask.headers.get("www-authenticate")
+    assert fastapi.headers.get("cache-control") == flask.headers.get("cache-control") == "no-store"
     error = fastapi.json()["error"]
     assert (fastapi.status_code, error["code"], error.get("field")) == (status, code, field)
     assert set(error) <= {"code", "message", "field"}

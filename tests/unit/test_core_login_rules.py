@@ -13,6 +13,7 @@ from mindmesh_auth import (
     InvalidCredentials,
     InvalidOtp,
     InvalidPassword,
+    InvalidRefreshToken,
     InvalidToken,
     Limit,
     MindmeshAuth,
@@ -362,7 +363,9 @@ def test_verify_otp_only_completes_logins(env, purpose) -> None:
 def test_verify_otp_for_another_configured_purpose_points_to_otp_verify(env) -> None:
     with pytest.raises(ValidationError) as info:
         env.auth.auth.verify_otp(EMAIL, "123456", "email_verify")
-    assert str(info.value) == "verify_otp() completes a login; use otp.verify() for other purposes."
+    assert str(info.value) == (
+        "This endpoint completes a login only; codes for other purposes are checked by the one-time code endpoint."
+    )
 
 
 def test_verify_otp_with_explicit_login_purpose_works(env) -> None:
@@ -439,3 +442,37 @@ def test_access_token_of_an_unknown_session_is_refused(env) -> None:
     forged = jwt.encode(claims, JWT_SECRET, algorithm="HS256", headers={"typ": "at+jwt", "kid": header["kid"]})
     with pytest.raises(InvalidToken):
         env.auth.auth.authenticate(forged)
+
+
+def _logged_in(env):
+    env.auth.auth.register(EMAIL, PASSWORD)
+    env.auth.auth.login(EMAIL, PASSWORD)
+    return env.auth.auth.verify_otp(EMAIL, env.outbox.last_code(EMAIL))
+
+
+def test_logout_by_refresh_token_revokes_that_session_once_the_access_token_expired(env) -> None:
+    result = _logged_in(env)
+    env.clock.advance(minutes=16)  # the access token has expired; the refresh token has not
+    assert env.auth.auth.logout_by_refresh_token(result.refresh_token, context=CTX) is True
+    (session,) = env.auth.sessions.list(result.user.id, include_inactive=True)
+    assert session.revoked_at == env.clock.now() and session.revoke_reason == "logout"
+    (row,) = events(env, AuditEventType.LOGOUT)
+    assert (row.user_id, row.session_id, row.ip_address) == (result.user.id, result.session_id, CTX.ip_address)
+    assert env.auth.auth.logout_by_refresh_token(result.refresh_token) is False  # idempotent: already revoked
+
+
+@pytest.mark.parametrize("token", [None, "", "x" * 128, "not a token", 42])
+def test_logout_by_refresh_token_refuses_a_malformed_or_unknown_token_and_revokes_nothing(env, token) -> None:
+    result = _logged_in(env)
+    with pytest.raises(InvalidRefreshToken):
+        env.auth.auth.logout_by_refresh_token(token)
+    assert len(env.auth.sessions.list(result.user.id)) == 1
+    assert events(env, AuditEventType.LOGOUT) == []
+
+
+def test_logout_by_refresh_token_refuses_a_rotated_away_token(env) -> None:
+    result = _logged_in(env)
+    env.auth.auth.refresh(result.refresh_token)
+    with pytest.raises(InvalidRefreshToken):
+        env.auth.auth.logout_by_refresh_token(result.refresh_token)
+    assert len(env.auth.sessions.list(result.user.id)) == 1

@@ -343,7 +343,7 @@ def test_otp_send_and_verify_point_login_codes_to_auth_login(env, user) -> None:
     for call in (lambda: env.auth.otp.send(EMAIL, "login"), lambda: env.auth.otp.verify(EMAIL, "123456", "login")):
         with pytest.raises(ValidationError) as info:
             call()
-        assert info.value.message == "Login codes are issued by auth.login(), not otp.send()."
+        assert info.value.message == "Login codes are sent and checked by the login endpoints, not by this one."
         assert info.value.field == "purpose"
 
 

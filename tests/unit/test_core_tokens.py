@@ -158,6 +158,40 @@ def test_token_with_wrong_claims_or_foreign_type_is_refused(env, result, changes
         env.auth.auth.get_user_from_token(forge(env, result, **changes))
 
 
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"exp": 10**20},
+        {"exp": 10**400},
+        {"exp": -(10**20)},
+        {"exp": -1},
+        {"iat": -(10**20)},
+        {"iat": -(10**400)},
+        {"iat": "yesterday"},
+        {"exp": 2.5e9},
+        {"exp": 10**20, "iat": -(10**20)},
+    ],
+    ids=[
+        "exp-1e20",
+        "exp-1e400",
+        "exp-negative-huge",
+        "exp-negative",
+        "iat-negative-huge",
+        "iat-1e400",
+        "iat-string",
+        "exp-float",
+        "both-absurd",
+    ],
+)
+def test_signed_token_with_absurd_times_is_invalid_token_not_a_crash(env, result, changes: dict) -> None:
+    """A correctly signed token whose exp/iat overflow datetime (or float) arithmetic is a plain InvalidToken."""
+    token = forge(env, result, **changes)
+    with pytest.raises(InvalidToken):
+        env.auth.auth.get_user_from_token(token)
+    with pytest.raises(InvalidToken):
+        env.auth.auth.authenticate(token)
+
+
 def test_token_without_typ_header_is_refused(env, result) -> None:
     token = jwt.encode(claims_of(result.access_token), JWT_SECRET, algorithm="HS256")  # default typ "JWT"
     with pytest.raises(InvalidToken):
