@@ -17,11 +17,10 @@ from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import HTMLResponse, Response
 
 from mindmesh_auth import AuthConfig, MindmeshAuth, User
-from mindmesh_auth.integrations.fastapi import AuthHTTPException, CookieSettings, create_auth_router
+from mindmesh_auth.integrations.fastapi import AuthHTTPException, CookieSettings, create_auth_router, install_error_handlers
 
 DEFAULT_DATABASE_URL = "sqlite:///mindmesh-example.db"
 
@@ -119,13 +118,18 @@ def create_app(environ: Mapping[str, str] | None = None) -> FastAPI:
         body = '<p id="signed-out">You are not signed in. <a href="/login">Log in</a>.</p>'
         return page("Not signed in", body, script, status=401)
 
+    # The app's own routes answer errors in the router's shape ({"error": {...}}) and
+    # document their 401; the pages below then turn a 401 into an HTML page instead.
+    install_error_handlers(app)
+    as_json = app.exception_handlers[AuthHTTPException]
+
     @app.exception_handler(AuthHTTPException)
     async def signed_out(request: Request, exc: Exception) -> Response:
         # router.current_user (the access cookie) refused the request: the HTML page, not JSON.
         assert isinstance(exc, AuthHTTPException)
         if exc.status_code == 401:
             return not_signed_in()
-        return await http_exception_handler(request, exc)
+        return await as_json(request, exc)  # e.g. the CSRF check's 403
 
     SignedIn = Annotated[User, Depends(router.current_user)]
 
