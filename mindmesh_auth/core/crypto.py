@@ -43,7 +43,7 @@ class KeyRing:
         root = secret.encode("utf-8")
         self._keys = {
             purpose: hmac.new(root, f"mindmesh-auth/{purpose}/v1".encode(), hashlib.sha256).digest()
-            for purpose in ("refresh", "otp", "reset", "successor")
+            for purpose in ("refresh", "otp", "reset", "successor", "rate_limit")
         }
 
     def __repr__(self) -> str:

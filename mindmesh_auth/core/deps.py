@@ -63,7 +63,7 @@ class Kernel:
             ttl=config.access_token_ttl,
             leeway=config.jwt_leeway,
         )
-        self.limiter = RateLimiter(store.rate_limits)
+        self.limiter = RateLimiter(store.rate_limits, lambda name: self.keys.digest("rate_limit", name))
         self.auditor = Auditor(store.audit)
 
     def now(self) -> datetime:

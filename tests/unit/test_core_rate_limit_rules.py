@@ -118,3 +118,26 @@ def test_a_cleared_budget_starts_again_from_zero(make_env) -> None:
             env.auth.auth.login(EMAIL, "wrong password!")
     with pytest.raises(RateLimited):
         env.auth.auth.login(EMAIL, PASSWORD)
+
+
+def test_stored_counter_keys_are_fixed_width_keyed_hashes_that_hold_no_address(env) -> None:
+    long_email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+    for email in (EMAIL, long_email):
+        env.auth.auth.register(email, PASSWORD)
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(email, "not the password at all")
+    keys = sorted(env.store.rate_limits._counters)
+    assert keys and all(len(key.partition(":")[2]) == 64 for key in keys), keys
+    assert not any("@" in key or "example" in key for key in keys), keys
+    limiter = env.auth._kernel.limiter
+    assert limiter.stored_key(f"login-fail:{EMAIL}") in keys
+    assert limiter.stored_key(f"login-fail:{long_email}") in keys
+    assert limiter.stored_key(f"login-fail:{EMAIL}").startswith("login-fail:")
+    assert limiter.stored_key("otp-fail:x") != limiter.stored_key("otp-send:x")  # the kind is hashed too
+
+
+def test_counter_keys_depend_on_the_server_secret(make_env) -> None:
+    one = make_env()
+    other = make_env(refresh_secret="another refresh secret that is long enough 0123456789")
+    name = f"login-fail:{EMAIL}"
+    assert one.auth._kernel.limiter.stored_key(name) != other.auth._kernel.limiter.stored_key(name)

@@ -14,7 +14,7 @@ import pytest
 
 from ...adapters.mail import Outbox
 from ...core.config import AuthConfig, Limit
-from ...core.errors import InvalidOtp, InvalidRefreshToken, InvalidResetToken, InvalidToken, RateLimited
+from ...core.errors import InvalidCredentials, InvalidOtp, InvalidRefreshToken, InvalidResetToken, InvalidToken, RateLimited
 from ...core.models import LoginResult
 from ...core.ports import Store
 from ...facade import MindmeshAuth
@@ -81,6 +81,23 @@ class FacadeFlowContract(StoreFixtures):
             auth.auth.get_user_from_token(pair.access_token)
         with pytest.raises(InvalidRefreshToken):
             auth.auth.refresh(pair.refresh_token)
+
+    def test_the_longest_valid_address_works_on_every_path(self, auth: MindmeshAuth, outbox: Outbox) -> None:
+        # 254 characters: 64 in the local part, the rest in the domain. Every counter named
+        # after it (login, code, send, reset budgets) must fit the store's key.
+        email = "a" * 64 + "@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 57 + ".com"
+        assert len(email) == 254
+        user = auth.auth.register(email, PASSWORD)
+        auth.auth.login(email, PASSWORD)
+        result = auth.auth.verify_otp(email, outbox.last_code(email), "login")
+        assert auth.auth.get_user_from_token(result.access_token).id == user.id
+        auth.otp.send(email, "email_verify")
+        assert auth.otp.verify(email, outbox.last_code(email), "email_verify") is True
+        auth.password.request_reset(email)
+        auth.wait_for_background_work()
+        assert outbox.last_reset_token(email)
+        with pytest.raises(InvalidCredentials):
+            auth.auth.login(email, "a wrong password here")
 
     def test_replayed_refresh_token_revokes_the_session(
         self, auth: MindmeshAuth, outbox: Outbox, clock: FakeClock, store: Store
