@@ -141,3 +141,10 @@ def test_counter_keys_depend_on_the_server_secret(make_env) -> None:
     other = make_env(refresh_secret="another refresh secret that is long enough 0123456789")
     name = f"login-fail:{EMAIL}"
     assert one.auth._kernel.limiter.stored_key(name) != other.auth._kernel.limiter.stored_key(name)
+
+
+def test_the_readable_part_of_a_stored_key_is_the_kind_before_the_first_colon(env) -> None:
+    # IPv6 buckets hold colons of their own: the kind still ends at the first one.
+    key = env.auth._kernel.limiter.stored_key("login-ip:2001:db8::/64")
+    kind, _, digest = key.partition(":")
+    assert kind == "login-ip" and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)
