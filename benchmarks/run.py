@@ -49,6 +49,7 @@ def config(rounds: int) -> AuthConfig:
         otp_send_limit=UNLIMITED,
         otp_account_failure_limit=UNLIMITED,
         login_ip_limit=UNLIMITED,
+        register_ip_limit=UNLIMITED,
         login_email_limit=UNLIMITED,
         reset_email_limit=UNLIMITED,
         reset_ip_limit=UNLIMITED,

@@ -13,6 +13,7 @@ for usage errors (``Error: ...``), ``1`` for errors from the library
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,6 +58,15 @@ def _fail(code: str, message: str) -> NoReturn:
     raise AuthFailure(code, message)
 
 
+def _not_the_no_client_ip_warning(record: logging.LogRecord) -> bool:
+    from .core.deps import NO_IP_WARNING_EVENT
+
+    return getattr(record, "mindmesh_auth_event", None) != NO_IP_WARNING_EVENT
+
+
+_NO_CLIENT_IP_WARNING = _not_the_no_client_ip_warning
+
+
 class _State:
     """Per-invocation state: the database URL and the lazily built ``MindmeshAuth``."""
 
@@ -83,6 +93,9 @@ class _State:
             self._auth = MindmeshAuth(store=store, mailer=ConsoleMailer(sys.stderr), config=config)
             # Audit events written by admin commands show where they came from.
             self._auth.set_context(user_agent=f"{PROG_NAME} cli")
+            # The operator has no client IP by nature: the warning about the shared
+            # no-IP bucket (meant for servers without their proxy settings) is not shown.
+            logging.getLogger("mindmesh_auth").addFilter(_NO_CLIENT_IP_WARNING)
             self.database_url = config.database_url
         return self._auth
 

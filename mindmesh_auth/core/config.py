@@ -82,6 +82,7 @@ class AuthConfig:
     register_ip_limit: Limit = Limit(20, timedelta(hours=1))
     reset_email_limit: Limit = Limit(3, timedelta(hours=1))
     reset_ip_limit: Limit = Limit(20, timedelta(hours=1))
+    no_ip_limit_factor: int = 10  # requests without a client IP share one bucket per kind, at limit x factor
     reset_token_ttl: timedelta = timedelta(hours=1)
     password_min_length: int = 8
     password_max_length: int = 1024
@@ -125,6 +126,12 @@ class AuthConfig:
         if not timedelta(0) <= self.refresh_grace_period <= timedelta(seconds=30):
             raise ConfigurationError(
                 "The refresh grace period must be between 0 and 30 seconds.", variable="AUTH_REFRESH_GRACE_SECONDS"
+            )
+        factor = self.no_ip_limit_factor
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ConfigurationError(
+                "no_ip_limit_factor (AUTH_NO_IP_LIMIT_FACTOR) must be a whole number of at least 1.",
+                variable="AUTH_NO_IP_LIMIT_FACTOR",
             )
         if self.session_ttl <= timedelta(0):
             raise ConfigurationError("SESSION_DAYS must be positive.", variable="SESSION_DAYS")
@@ -207,6 +214,8 @@ class AuthConfig:
             kw["password_min_length"] = v
         if (v := text("AUTH_PASSWORD_PEPPER")) is not None:
             kw["password_pepper"] = v
+        if (v := number("AUTH_NO_IP_LIMIT_FACTOR")) is not None:
+            kw["no_ip_limit_factor"] = v
         if (v := text("AUTH_OTP_HASH")) is not None:
             kw["otp_hash"] = v
         if (v := text("SMTP_HOST")) is not None:

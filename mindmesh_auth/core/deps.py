@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
 from .audit import Auditor
-from .config import AuthConfig
-from .context import resolve_context
+from .config import AuthConfig, Limit
+from .context import ip_bucket, resolve_context
 from .crypto import KeyRing
 from .errors import InvalidEmail, StorageConflict, ValidationError
 from .models import RequestContext
@@ -31,6 +33,13 @@ UNIT_ATTEMPTS = 3
 """How many times a unit of work runs when the store reports a conflict (deadlock, serialization)."""
 
 T = TypeVar("T")
+
+log = logging.getLogger("mindmesh_auth")
+
+NO_IP_SUBJECT = "none"
+NO_IP_WARNING_EVENT = "no_client_ip"
+"""``record.mindmesh_auth_event`` of the once-per-facade warning about the shared no-IP bucket."""
+"""The subject of the one shared per-kind bucket of requests without a client IP (``login-ip:none``)."""
 
 
 class Kernel:
@@ -65,6 +74,38 @@ class Kernel:
         )
         self.limiter = RateLimiter(store.rate_limits, lambda name: self.keys.digest("rate_limit", name))
         self.auditor = Auditor(store.audit)
+        self._no_ip_warned = False
+        self._no_ip_lock = threading.Lock()
+
+    def consume_ip(self, kind: str, limit: Limit, ctx: RequestContext, now: datetime) -> None:
+        """Count one event against the client's per-IP budget ``kind:<ip>``; ``RateLimited`` if over it.
+
+        A request without a client IP (a Unix socket, a peer that is not an IP)
+        is not exempt: all of them share one bucket per kind, ``kind:none``,
+        whose limit is ``limit`` times ``config.no_ip_limit_factor``, so one
+        client cannot lock every other one out at once, nor bypass the limit.
+        """
+        if ctx.ip_address:
+            self.limiter.consume(f"{kind}:{ip_bucket(ctx.ip_address)}", limit, now)
+            return
+        self._warn_no_ip()
+        shared = Limit(limit.count * self.config.no_ip_limit_factor, limit.window)
+        self.limiter.consume(f"{kind}:{NO_IP_SUBJECT}", shared, now)
+
+    def _warn_no_ip(self) -> None:
+        if self._no_ip_warned:
+            return
+        with self._no_ip_lock:
+            if self._no_ip_warned:
+                return
+            self._no_ip_warned = True
+        log.warning(
+            "A request without a client IP address was counted by a per-IP rate limit: per-IP limits are shared by "
+            "all such requests because the client address is unknown. Configure trusted proxies "
+            '(trusted_proxies, with "unix" behind a Unix socket) so the client address is known; '
+            "see docs/deployment.md and docs/integrations.md.",
+            extra={"mindmesh_auth_event": NO_IP_WARNING_EVENT},
+        )
 
     def now(self) -> datetime:
         return to_millis(self.clock.now())

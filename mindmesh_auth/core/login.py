@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .context import ip_bucket
 from .crypto import new_id, random_token
 from .deps import Kernel
 from .errors import (
@@ -59,13 +58,12 @@ class AuthService:
         k.policy.check_new(password, email=canonical)
         extras = _check_profile(profile)
         now = k.now()
-        if ctx.ip_address:
-            # bcrypt makes registration expensive: bound it per client IP (ASVS 15.2.2).
-            try:
-                k.limiter.consume(f"register-ip:{ip_bucket(ctx.ip_address)}", k.config.register_ip_limit, now)
-            except RateLimited:
-                k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="register")
-                raise
+        # bcrypt makes registration expensive: bound it per client IP (ASVS 15.2.2).
+        try:
+            k.consume_ip("register-ip", k.config.register_ip_limit, ctx, now)
+        except RateLimited:
+            k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="register")
+            raise
         user = User(
             id=new_id(k.rng),
             email=canonical,
@@ -101,8 +99,7 @@ class AuthService:
         now = k.now()
         fail_key = f"login-fail:{canonical}"
         try:
-            if ctx.ip_address:
-                k.limiter.consume(f"login-ip:{ip_bucket(ctx.ip_address)}", k.config.login_ip_limit, now)
+            k.consume_ip("login-ip", k.config.login_ip_limit, ctx, now)
             # Counted before the check (atomic under races); a success clears it.
             k.limiter.consume(fail_key, k.config.login_email_limit, now)
         except RateLimited:

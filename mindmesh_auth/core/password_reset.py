@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from .context import ip_bucket
 from .crypto import new_id, random_token
 from .deps import Kernel
 from .errors import DeliveryFailed, InvalidPassword, InvalidResetToken, RateLimited, UserNotFound
@@ -33,8 +32,7 @@ class PasswordService:
         canonical = k.email(email)
         now = k.now()
         try:
-            if ctx.ip_address:
-                k.limiter.consume(f"reset-ip:{ip_bucket(ctx.ip_address)}", k.config.reset_ip_limit, now)
+            k.consume_ip("reset-ip", k.config.reset_ip_limit, ctx, now)
             k.limiter.consume(f"reset:{canonical}", k.config.reset_email_limit, now)
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="password_reset")

@@ -291,7 +291,7 @@ class Endpoints:
         self.profile_output = frozenset(profile_output)
         self.prefix = prefix.rstrip("/")
         self.cookies = cookies or CookieSettings()
-        self.networks = parse_trusted_proxies(trusted_proxies)
+        self.networks = parse_trusted_proxies(trusted_proxies)  # IP networks and "unix"
         self.profile_fields = frozenset(profile_fields)
         self._access_age = int(auth.config.access_token_ttl.total_seconds())
         self._refresh_age = int(auth.config.session_ttl.total_seconds())

@@ -2,7 +2,8 @@
 
 - :data:`ROUTES`: the route table (method, path, success status, documented errors, body members).
 - :func:`error_response`: ``AuthError`` -> (status, JSON body, headers).
-- :func:`client_ip`: the client address, honouring ``X-Forwarded-For`` only from trusted proxies.
+- :func:`client_ip`: the client address, honouring ``X-Forwarded-For`` only from trusted proxies
+  (IPs, CIDRs, and ``"unix"`` for the proxy in front of a Unix socket).
 - :class:`CookieSettings`: optional httpOnly cookies for the tokens, and :func:`check_csrf`,
   the cross-site rule for requests that carry them.
 - :data:`NO_STORE`: the caching headers of every auth response.
@@ -19,7 +20,7 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from ..core.errors import AuthError, ConfigurationError, InvalidToken, RateLimited, ValidationError
 from ..core.models import LoginResult, Session, TokenPair, User
@@ -32,6 +33,7 @@ __all__ = [
     "RESET_REQUEST_BODY",
     "ROUTES",
     "SAFE_METHODS",
+    "UNIX_PEER",
     "BodyField",
     "CookieSettings",
     "CookieSpec",
@@ -40,6 +42,7 @@ __all__ = [
     "Network",
     "PayloadTooLarge",
     "RouteSpec",
+    "TrustedProxy",
     "bearer_token",
     "check_csrf",
     "clear_cookies",
@@ -57,6 +60,10 @@ __all__ = [
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 _Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+UNIX_PEER: Final = "unix"
+"""The ``trusted_proxies`` entry that trusts a peer that is not an IP address (a proxy on a Unix socket)."""
+TrustedProxy = Network | Literal["unix"]
 
 
 # ---------------------------------------------------------------------------
@@ -312,21 +319,30 @@ def _parse_address(value: object) -> _Address | None:
     return addr
 
 
-def parse_trusted_proxies(values: Iterable[str | Network] | str) -> tuple[Network, ...]:
-    """IPs and CIDRs (``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"::1"``) as networks; ``ConfigurationError`` if malformed."""
+def parse_trusted_proxies(values: Iterable[str | Network] | str) -> tuple[TrustedProxy, ...]:
+    """IPs and CIDRs (``"10.0.0.0/8"``, ``"127.0.0.1"``, ``"::1"``) as networks; ``ConfigurationError`` if malformed.
+
+    The literal entry ``"unix"`` (:data:`UNIX_PEER`) is kept as is: it trusts a
+    connection whose peer is not an IP address, i.e. the proxy in front of a
+    Unix socket.
+    """
     if isinstance(values, str):
         values = [values]
-    networks: list[Network] = []
+    entries: list[TrustedProxy] = []
     for value in values:
         if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
-            networks.append(value)
+            entries.append(value)
+            continue
+        if isinstance(value, str) and value.strip().lower() == UNIX_PEER:
+            if UNIX_PEER not in entries:
+                entries.append(UNIX_PEER)
             continue
         try:
-            networks.append(ipaddress.ip_network(str(value).strip(), strict=False))
+            entries.append(ipaddress.ip_network(str(value).strip(), strict=False))
         except ValueError:
-            message = f"trusted_proxies: {value!r} is not an IP address or CIDR."
+            message = f'trusted_proxies: {value!r} is not an IP address, a CIDR or "unix".'
             raise ConfigurationError(message, variable="trusted_proxies") from None
-    return tuple(networks)
+    return tuple(entries)
 
 
 def _trusted(addr: _Address, networks: Sequence[Network]) -> bool:
@@ -345,18 +361,24 @@ def client_ip(
     honouring it would let an attacker pick the IP that rate limits and audit
     rows see. With ``trusted_proxies`` and a peer inside them, the header is
     walked from the right (the entry the nearest proxy appended) skipping
-    trusted hops; the first untrusted address is the client. ``None`` when the
-    peer is not an IP address (e.g. a Unix socket).
+    trusted hops; the first untrusted address is the client.
+
+    A peer that is not an IP address (a Unix socket) gives ``None``, unless
+    ``trusted_proxies`` holds ``"unix"``: the peer is then the trusted proxy in
+    front of the socket, and the header is walked by the same rule (``None``
+    when it is missing or its last entry is not an address).
     """
+    entries = parse_trusted_proxies(trusted_proxies)
+    networks = [entry for entry in entries if not isinstance(entry, str)]
     peer = _parse_address(peer_ip)
+    client: _Address | None = peer
     if peer is None:
-        return None
-    networks = parse_trusted_proxies(trusted_proxies)
-    if not networks or not _trusted(peer, networks) or not forwarded_for:
+        if UNIX_PEER not in entries or not forwarded_for:
+            return None
+    elif not networks or not _trusted(peer, networks) or not forwarded_for:
         return str(peer)
     headers = [forwarded_for] if isinstance(forwarded_for, str) else list(forwarded_for)
     hops = [part for header in headers for part in header.split(",")]
-    client = peer
     for hop in reversed(hops):
         addr = _parse_address(hop)
         if addr is None:
@@ -364,7 +386,7 @@ def client_ip(
         client = addr
         if not _trusted(addr, networks):
             break
-    return str(client)
+    return None if client is None else str(client)
 
 
 # ---------------------------------------------------------------------------

@@ -469,7 +469,8 @@ def create_auth_router(
 ) -> AuthRouter:
     """The auth routes under ``prefix`` (see ``docs/integrations.md``).
 
-    ``trusted_proxies``: IPs/CIDRs of your reverse proxies; only then is
+    ``trusted_proxies``: IPs/CIDRs of your reverse proxies, and ``"unix"`` for
+    one in front of a Unix socket (``uvicorn --uds``); only then is
     ``X-Forwarded-For`` read. ``cookies``: :class:`CookieSettings` (off by default).
     ``profile_fields``: profile fields ``/register`` accepts (none by default).
     ``profile_output``: profile fields the user object in responses carries

@@ -167,8 +167,8 @@ def create_auth_blueprint(
 ) -> AuthBlueprint:
     """The auth routes under ``url_prefix`` (see ``docs/integrations.md``).
 
-    ``trusted_proxies``: IPs/CIDRs of your reverse proxies; only then is
-    ``X-Forwarded-For`` read (do not also rewrite ``remote_addr`` with ProxyFix).
+    ``trusted_proxies``: IPs/CIDRs of your reverse proxies, and ``"unix"`` for
+    one in front of a Unix socket; only then is ``X-Forwarded-For`` read (do not also rewrite ``remote_addr`` with ProxyFix).
     ``cookies``: :class:`CookieSettings` (off by default). ``profile_fields``:
     profile fields ``/register`` accepts (none by default). ``profile_output``:
     profile fields the user object in responses carries (none by default).

@@ -93,21 +93,24 @@ class Client:
             self.native.set_cookie(name, value)
 
 
-def fastapi_client(app: Any, *, peer: str = PEER, https: bool = False) -> Client:
+def fastapi_client(app: Any, *, peer: str | None = PEER, https: bool = False) -> Client:
+    """``peer=None``: no client address in the ASGI scope, as uvicorn gives for ``--uds``."""
     from fastapi.testclient import TestClient
 
     base_url = "https://testserver" if https else "http://testserver"
-    return Client("fastapi", TestClient(app, client=(peer, 50000), base_url=base_url), base_url)
+    address: Any = None if peer is None else (peer, 50000)
+    return Client("fastapi", TestClient(app, client=address, base_url=base_url), base_url)
 
 
-def flask_client(app: Any, *, peer: str = PEER, https: bool = False) -> Client:
+def flask_client(app: Any, *, peer: str | None = PEER, https: bool = False) -> Client:
+    """``peer=None``: an empty ``REMOTE_ADDR``, as a WSGI server on a Unix socket gives."""
     native = app.test_client()
-    native.environ_base["REMOTE_ADDR"] = peer
+    native.environ_base["REMOTE_ADDR"] = "" if peer is None else peer
     # The scheme goes in each request's base URL: werkzeug overrides environ_base's wsgi.url_scheme.
     return Client("flask", native, "https://localhost" if https else "http://localhost")
 
 
-def build_client(framework: str, auth: Any, *, peer: str = PEER, https: bool = False, **options: Any) -> Client:
+def build_client(framework: str, auth: Any, *, peer: str | None = PEER, https: bool = False, **options: Any) -> Client:
     """An app serving the auth routes of ``framework`` built with ``options``, and a client on it.
 
     The app also has its own routes guarded by the router's ``current_user`` (FastAPI) or the

@@ -8,17 +8,19 @@ and ``test_flask.py``.
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from _ci import require
 
-from mindmesh_auth import AuditEventType, MindmeshAuth
+from mindmesh_auth import AuditEventType, ConfigurationError, Limit, MindmeshAuth
 from mindmesh_auth.core import errors as error_module
-from mindmesh_auth.integrations._http import CookieSettings, client_ip
+from mindmesh_auth.integrations._http import CookieSettings, client_ip, parse_trusted_proxies
 from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 from ._clients import FRAMEWORKS, PASSWORD, PEER, Client, Env, assert_error, bearer, build_client, login, register
@@ -477,10 +479,66 @@ def test_x_forwarded_for_from_an_untrusted_peer_is_ignored_even_with_trusted_pro
         ("::ffff:10.0.0.1", "[2001:db8::2]:443", ("10.0.0.1",), "2001:db8::2"),
         ("testclient", "1.1.1.1", (), None),
         (None, None, (), None),
+        # "unix": a peer that is not an IP is the trusted proxy in front of a Unix socket
+        (None, "1.1.1.1", ("unix",), "1.1.1.1"),
+        ("", "1.1.1.1", ("unix",), "1.1.1.1"),
+        ("testclient", "1.1.1.1", ("UNIX",), "1.1.1.1"),
+        (None, "1.1.1.1", ("10.0.0.0/8",), None),
+        (None, None, ("unix",), None),
+        (None, "", ("unix",), None),
+        (None, "1.1.1.1, garbage", ("unix",), None),
+        (None, "9.9.9.9, 1.1.1.1", ("unix",), "1.1.1.1"),
+        (None, "9.9.9.9, 1.1.1.1, 10.0.0.2", ("unix", "10.0.0.0/8"), "1.1.1.1"),
+        (None, ["9.9.9.9", "[2001:db8::2]:443"], ("unix",), "2001:db8::2"),
+        (None, "10.0.0.3, 10.0.0.2", ("unix", "10.0.0.0/8"), "10.0.0.3"),
+        # "unix" trusts no IP peer
+        ("203.0.113.1", "1.1.1.1", ("unix",), "203.0.113.1"),
+        ("127.0.0.1", "1.1.1.1", ("unix",), "127.0.0.1"),
     ],
 )
 def test_client_ip(peer: str | None, xff: Any, trusted: tuple[str, ...], expected: str | None) -> None:
     assert client_ip(peer, xff, trusted) == expected
+
+
+def test_parse_trusted_proxies_keeps_unix_as_a_literal_entry() -> None:
+    parsed = parse_trusted_proxies(["10.0.0.0/8", " Unix ", "unix", "::1"])
+    assert parsed == (ipaddress.ip_network("10.0.0.0/8"), "unix", ipaddress.ip_network("::1"))
+    assert parse_trusted_proxies("unix") == ("unix",)
+
+
+@pytest.mark.parametrize("entry", ["unix:/run/app.sock", "unixx", "localhost", ""])
+def test_parse_trusted_proxies_refuses_other_names(entry: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        parse_trusted_proxies([entry])
+    assert info.value.variable == "trusted_proxies"
+    assert '"unix"' in str(info.value)
+
+
+@pytest.mark.parametrize("trusted", [(), ("10.0.0.0/8",), ("unix",)], ids=["none", "ip-only", "unix"])
+def test_a_request_without_a_peer_ip_takes_the_forwarded_address_only_when_unix_is_trusted(
+    env: Env, make_client: MakeClient, trusted: tuple[str, ...]
+) -> None:
+    client = make_client(peer=None, trusted_proxies=list(trusted))
+    r = client.post(
+        "/auth/login",
+        json={"email": "x@example.com", "password": PASSWORD},
+        headers={"X-Forwarded-For": "9.9.9.9, 198.51.100.23"},
+    )
+    assert r.status_code == 401
+    assert _failed_login_ips(env) == (["198.51.100.23"] if "unix" in trusted else [None])
+
+
+def test_requests_without_a_peer_ip_share_one_login_bucket(make_client: MakeClient) -> None:
+    config = test_config(login_ip_limit=Limit(2, timedelta(minutes=15)), no_ip_limit_factor=2)
+    memory = MindmeshAuth(store="memory://", mailer=Outbox(), config=config, clock=FakeClock())
+    try:
+        client = make_client(auth=memory, peer=None)  # X-Forwarded-For from an untrusted socket peer is ignored
+        statuses = _eleven_failed_logins(client, lambda i: f"198.51.100.{i + 1}")
+        assert statuses == [401] * 4 + [429] * 7
+        limited = memory.audit.query(types=[AuditEventType.RATE_LIMITED])
+        assert len(limited) == 7 and {e.ip_address for e in limited} == {None}
+    finally:
+        memory.close()
 
 
 # ---------------------------------------------------------------------------

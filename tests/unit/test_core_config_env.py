@@ -29,6 +29,7 @@ OPTIONAL_VARIABLES = (
     "AUTH_PASSWORD_MIN_LENGTH",
     "AUTH_PASSWORD_PEPPER",
     "AUTH_OTP_HASH",
+    "AUTH_NO_IP_LIMIT_FACTOR",
     "SMTP_HOST",
     "SMTP_PORT",
     "SMTP_USER",
@@ -48,10 +49,11 @@ NUMERIC_VARIABLES = (
     "AUTH_REFRESH_GRACE_SECONDS",
     "AUTH_BCRYPT_ROUNDS",
     "AUTH_PASSWORD_MIN_LENGTH",
+    "AUTH_NO_IP_LIMIT_FACTOR",
     "SMTP_PORT",
     "SMTP_TIMEOUT",
 )
-INTEGER_VARIABLES = ("AUTH_BCRYPT_ROUNDS", "AUTH_PASSWORD_MIN_LENGTH", "SMTP_PORT")
+INTEGER_VARIABLES = ("AUTH_BCRYPT_ROUNDS", "AUTH_PASSWORD_MIN_LENGTH", "AUTH_NO_IP_LIMIT_FACTOR", "SMTP_PORT")
 
 
 @pytest.fixture(autouse=True)
@@ -93,6 +95,7 @@ def refused_config(**fields: Any) -> ConfigurationError:
         ("AUTH_PASSWORD_PEPPER", "pepper-from-the-environment", "password_pepper", "pepper-from-the-environment"),
         ("AUTH_OTP_HASH", "bcrypt", "otp_hash", "bcrypt"),
         ("AUTH_OTP_HASH", "hmac", "otp_hash", "hmac"),
+        ("AUTH_NO_IP_LIMIT_FACTOR", "3", "no_ip_limit_factor", 3),
         ("SMTP_HOST", "smtp.example.test", "smtp_host", "smtp.example.test"),
         ("SMTP_PORT", "2525", "smtp_port", 2525),
         ("SMTP_USER", "mailer", "smtp_user", "mailer"),
@@ -141,6 +144,7 @@ def test_documented_defaults_apply_when_no_optional_variable_is_set() -> None:
     assert config.password_max_length == 1024
     assert config.password_pepper == ""
     assert config.otp_hash == "hmac"
+    assert config.no_ip_limit_factor == 10
     assert config.smtp_host is None
     assert config.smtp_port == 587
     assert config.smtp_user is None
@@ -341,6 +345,26 @@ def test_otp_max_attempts_of_one_is_accepted_and_zero_refused() -> None:
     error = refused_config(otp_max_attempts=0)
     assert error.variable == "otp_max_attempts"
     assert str(error) == "otp_max_attempts must be positive."
+
+
+# -- no_ip_limit_factor ------------------------------------------------------------------------
+
+
+def test_no_ip_limit_factor_of_one_is_accepted() -> None:
+    assert test_config(no_ip_limit_factor=1).no_ip_limit_factor == 1
+    assert load(AUTH_NO_IP_LIMIT_FACTOR="1").no_ip_limit_factor == 1
+
+
+@pytest.mark.parametrize("factor", [0, -1, 2.5, True, "10", None])
+def test_no_ip_limit_factor_below_one_or_not_an_integer_is_refused_naming_it(factor: object) -> None:
+    error = refused_config(no_ip_limit_factor=factor)
+    assert error.variable == "AUTH_NO_IP_LIMIT_FACTOR"
+    assert "no_ip_limit_factor" in str(error) and "AUTH_NO_IP_LIMIT_FACTOR" in str(error)
+
+
+def test_no_ip_limit_factor_of_zero_from_the_environment_is_refused_naming_the_variable() -> None:
+    error = refused(AUTH_NO_IP_LIMIT_FACTOR="0")
+    assert error.variable == "AUTH_NO_IP_LIMIT_FACTOR"
 
 
 # -- otp_purposes ------------------------------------------------------------------------------

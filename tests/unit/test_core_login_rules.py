@@ -112,12 +112,14 @@ def test_register_limit_uses_the_explicit_context_not_the_ambient_one(make_env) 
     assert env.auth.user.get_by_email("u3@example.com") is None
 
 
-def test_registrations_without_a_client_ip_are_not_limited_per_ip(make_env) -> None:
-    env = make_env(register_ip_limit=Limit(1, timedelta(hours=1)))
+def test_registrations_without_a_client_ip_share_one_bucket_at_limit_times_factor(make_env) -> None:
+    env = make_env(register_ip_limit=Limit(1, timedelta(hours=1)), no_ip_limit_factor=3)
     for i in range(3):
         env.auth.auth.register(f"user{i}@example.com", PASSWORD)
     assert len(env.store.users.list()) == 3
     assert events(env, AuditEventType.RATE_LIMITED) == []
+    with pytest.raises(RateLimited):
+        env.auth.auth.register("user3@example.com", PASSWORD)
 
 
 def test_register_limit_is_separate_from_the_login_limit(make_env) -> None:
@@ -223,13 +225,15 @@ def test_per_account_limit_counts_the_canonical_address(make_env) -> None:
         env.auth.auth.login(EMAIL, PASSWORD)
 
 
-def test_a_login_without_client_ip_skips_the_ip_limit(make_env) -> None:
-    env = make_env(login_ip_limit=Limit(1, timedelta(minutes=15)))
+def test_logins_without_client_ip_share_one_ip_bucket_at_limit_times_factor(make_env) -> None:
+    env = make_env(login_ip_limit=Limit(1, timedelta(minutes=15)), no_ip_limit_factor=4)
     env.auth.auth.register(EMAIL, PASSWORD)
     for i in range(3):
         wrong_login(env, f"x{i}@example.com")
     env.auth.auth.login(EMAIL, PASSWORD)
     assert len(env.outbox) == 1
+    with pytest.raises(RateLimited):
+        env.auth.auth.login(EMAIL, PASSWORD)
 
 
 def test_login_code_mail_row_carries_the_explicit_context(env) -> None:
