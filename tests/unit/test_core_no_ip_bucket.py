@@ -188,3 +188,31 @@ def test_a_malformed_client_address_is_a_validation_error_and_counts_nothing(mak
         pass
     env.auth.auth.register("u1@example.com", PASSWORD)
     env.auth.auth.register("u2@example.com", PASSWORD)
+
+
+@pytest.mark.parametrize("ip", ["203.0.113.7", None])
+def test_per_ip_counters_are_stored_under_their_kind(make_env, ip) -> None:
+    env = make_env()
+    ctx = RequestContext(ip_address=ip)
+    env.auth.auth.register(EMAIL, PASSWORD, context=ctx)
+    wrong_login(env, EMAIL, context=ctx)
+    env.auth.password.request_reset(EMAIL, context=ctx)
+    env.auth.wait_for_background_work()
+    limiter = env.auth._kernel.limiter
+    stored = set(env.store.rate_limits._counters)
+    subject = ip if ip is not None else "none"
+    for kind in ("register-ip", "login-ip", "reset-ip"):
+        assert limiter.stored_key(f"{kind}:{subject}") in stored, kind
+
+
+def test_the_no_ip_warning_says_what_is_shared_and_how_to_fix_it(make_env, caplog) -> None:
+    env = make_env()
+    with caplog.at_level(logging.WARNING, logger="mindmesh_auth"):
+        env.auth.auth.register(EMAIL, PASSWORD, context=RequestContext(ip_address=None))
+    (record,) = no_ip_warnings(caplog)
+    assert record.getMessage() == (
+        "A request without a client IP address was counted by a per-IP rate limit: per-IP limits are shared by "
+        "all such requests because the client address is unknown. Configure trusted proxies "
+        '(trusted_proxies, with "unix" behind a Unix socket) so the client address is known; '
+        "see docs/deployment.md and docs/integrations.md."
+    )
