@@ -7,7 +7,15 @@ from datetime import timedelta
 
 import pytest
 
-from mindmesh_auth import AuditEventType, InvalidCredentials, Limit, RateLimited, RequestContext, ValidationError
+from mindmesh_auth import (
+    AuditEventType,
+    ConfigurationError,
+    InvalidCredentials,
+    Limit,
+    RateLimited,
+    RequestContext,
+    ValidationError,
+)
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
@@ -216,3 +224,10 @@ def test_the_no_ip_warning_says_what_is_shared_and_how_to_fix_it(make_env, caplo
         '(trusted_proxies, with "unix" behind a Unix socket) so the client address is known; '
         "see docs/deployment.md and docs/integrations.md."
     )
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 2.5, "10"])
+def test_the_factor_must_be_a_whole_number_of_at_least_one(make_env, bad) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        make_env(no_ip_limit_factor=bad)
+    assert caught.value.message == "no_ip_limit_factor (AUTH_NO_IP_LIMIT_FACTOR) must be a whole number of at least 1."
