@@ -30,7 +30,7 @@ import attrs
 import peewee
 from playhouse import db_url
 
-from ...core.errors import ConfigurationError, StorageError, StorageUnavailable, ValidationError
+from ...core.errors import ConfigurationError, StorageConflict, StorageError, StorageUnavailable, ValidationError
 from ...core.models import (
     CORE_USER_FIELDS,
     AuditEvent,
@@ -93,7 +93,6 @@ _PG_GONE = frozenset({"57P01", "57P02", "57P03", "57P05"})
 # ... or MySQL/MariaDB error numbers: gone away, lost, lost (extended), server shutdown,
 # connection killed (MariaDB), client interaction timeout (MySQL 8.0.24+).
 _MYSQL_GONE = frozenset({2006, 2013, 2055, 1053, 1927, 4031})
-_MYSQL_DEADLOCK = 1213  # ER_LOCK_DEADLOCK: the server rolled the statement's transaction back
 _UPSERT_ATTEMPTS = 12
 """How many times :meth:`PeeweeOtps.put` runs a deadlocked upsert outside a transaction (MySQL/MariaDB)."""
 _UPSERT_BACKOFF = 0.002
@@ -858,7 +857,8 @@ class PeeweeOtps(_Repo, OtpRepository):
                 self._run("otps.put", upsert, **values)
                 return
             except peewee.OperationalError as exc:
-                if attempt == attempts or _mysql_errno(_driver_exception(exc)) != _MYSQL_DEADLOCK or self._in_transaction():
+                # Through the one classification table: a deadlock is a StorageConflict.
+                if attempt == attempts or not isinstance(translate(exc), StorageConflict) or self._in_transaction():
                     raise
             time.sleep(random.uniform(0, _UPSERT_BACKOFF * attempt))  # noqa: S311 - jitter, not a secret
 
