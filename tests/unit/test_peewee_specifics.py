@@ -273,7 +273,7 @@ def test_get_with_user_is_one_query(make_store) -> None:
     finally:
         store.database.query_hooks.clear()
     assert len(seen) == 2
-    if store.database.__class__.__name__.startswith("Postgres"):
+    if isinstance(store.database, peewee.PostgresqlDatabase):
         # A server-side prepared statement of the join, prepared once per connection.
         assert all(sql.startswith("EXECUTE mm_auth_with_user_") for sql in seen)
     else:

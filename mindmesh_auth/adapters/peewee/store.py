@@ -53,6 +53,7 @@ from ...core.ports import (
     UserRepository,
 )
 from ...wiring import require_driver
+from ._pipeline import PipelinedPostgresqlDatabase
 from .errors import _family_and_code, log, report, translate, translate_errors
 from .models import (
     CORE_USER_COLUMNS,
@@ -463,6 +464,18 @@ class _Repo:
             assert db is not None
             statement = statements[key] = _Statement(db, build())
         return self._db.execute_sql(statement.sql, statement.params(values))
+
+    def _run_unanswered(self, key: str, build: Callable[[], peewee.Query], /, **values: Any) -> None:
+        """:meth:`_run` for a write whose result nobody reads: inside a unit on
+        PostgreSQL it travels with the unit's next statement (see ``_pipeline``)."""
+        db = resolve_database(self._db)
+        if isinstance(db, PipelinedPostgresqlDatabase) and db.deferring():
+            statement = self._store._statements.get(key)
+            if statement is None or statement.database is not db:
+                statement = self._store._statements[key] = _Statement(db, build())
+            db.defer(statement.sql, statement.params(values))
+            return
+        self._run(key, build, **values)
 
     def _in_transaction(self) -> bool:
         """Whether this thread's connection is inside a transaction (peewee's or the app's raw one)."""
@@ -1099,7 +1112,7 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
     @_op
     def reset(self, key: str) -> None:
         C = self._m.Counter  # noqa: N806
-        self._run("rate_limits.reset", lambda: C.delete().where(C.key == _P("key")), key=key)
+        self._run_unanswered("rate_limits.reset", lambda: C.delete().where(C.key == _P("key")), key=key)
 
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
@@ -1177,7 +1190,7 @@ class PeeweeAudit(_Repo, AuditRepository):
                         f"reason{i}": event.reason,
                     }
                 )
-            self._run(
+            self._run_unanswered(
                 f"audit.append_many.{n}",
                 lambda n=n: A.insert_many([{c: _P(f"{c.name}{i}", c) for c in columns} for i in range(n)]),  # type: ignore[misc]
                 **values,
@@ -1647,12 +1660,13 @@ class _Unit:
     """:meth:`PeeweeStore.atomic`: peewee's ``atomic()`` (a transaction, or a
     savepoint when nested) with the store's lock and error translation."""
 
-    __slots__ = ("_outermost", "_store", "_tx")
+    __slots__ = ("_outermost", "_pipelined", "_store", "_tx")
 
     def __init__(self, store: PeeweeStore) -> None:
         self._store = store
         self._tx: Any = None
         self._outermost = False
+        self._pipelined: PipelinedPostgresqlDatabase | None = None
 
     def __enter__(self) -> None:
         store = self._store
@@ -1661,6 +1675,10 @@ class _Unit:
         try:
             self._outermost = db.transaction_depth() == 0
             tx = db.atomic("IMMEDIATE") if is_sqlite(db) else db.atomic()
+            concrete = resolve_database(db)
+            self._pipelined = concrete if isinstance(concrete, PipelinedPostgresqlDatabase) else None
+            if self._pipelined is not None:
+                self._pipelined.enter_unit()
             try:
                 # BEGIN (or SAVEPOINT) can fail too: busy, lost connection.
                 with _TRANSLATE:
@@ -1673,6 +1691,8 @@ class _Unit:
                     store._after_failure()
                 raise
         except BaseException:
+            if self._pipelined is not None:
+                self._pipelined.leave_unit()
             store._guard.__exit__(None, None, None)
             raise
         self._tx = tx
@@ -1698,6 +1718,8 @@ class _Unit:
                         store._after_failure()
         finally:
             self._tx = None
+            if self._pipelined is not None:
+                self._pipelined.leave_unit()
             store._guard.__exit__(None, None, None)
         if error is None:
             return False
@@ -1739,7 +1761,7 @@ def _database_from_url(url: str) -> tuple[peewee.Database, bool]:
         name = kwargs.pop("database")
         if not name:
             raise ConfigurationError("The PostgreSQL URL names no database.", variable="AUTH_DATABASE_URL")
-        return peewee.PostgresqlDatabase(name, **kwargs), False
+        return PipelinedPostgresqlDatabase(name, **kwargs), False
     if scheme in ("mysql", "mariadb"):
         require_driver(scheme, "pymysql", "mysql")
         from pymysql.constants import CLIENT
