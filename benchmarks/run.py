@@ -35,8 +35,8 @@ from mindmesh_auth.adapters.mail import Outbox
 from mindmesh_auth.core.ports import Store
 
 PASSWORD = "correct horse battery staple"
-POSTGRES_URL = os.environ.get("MINDMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("MINDMESH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+POSTGRES_URL = os.environ.get("MINDMESH_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/mindmesh_test")
+MYSQL_URL = os.environ.get("MINDMESH_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mindmesh_test")
 UNLIMITED = Limit(10**9, timedelta(hours=1))
 
 

@@ -5,6 +5,7 @@ from .core.errors import (
     AuthError,
     ConfigurationError,
     DeliveryFailed,
+    DeliveryUncertain,
     DuplicateKeyError,
     EmailAlreadyRegistered,
     InvalidCredentials,
@@ -35,18 +36,21 @@ from .core.models import (
     TokenPair,
     User,
 )
+from .core.schema import SCHEMA_VERSION, MigrationPlan, SchemaStatus
 from .core.templates import MessageTemplate, MessageTemplates
 from .facade import MindmeshAuth
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "SCHEMA_VERSION",
     "AuditEvent",
     "AuditEventType",
     "AuthConfig",
     "AuthError",
     "ConfigurationError",
     "DeliveryFailed",
+    "DeliveryUncertain",
     "DuplicateKeyError",
     "EmailAlreadyRegistered",
     "InvalidCredentials",
@@ -61,12 +65,14 @@ __all__ = [
     "LoginResult",
     "MessageTemplate",
     "MessageTemplates",
+    "MigrationPlan",
     "MindmeshAuth",
     "NotFound",
     "RateLimited",
     "RefreshTokenReused",
     "RequestContext",
     "SchemaMismatch",
+    "SchemaStatus",
     "Session",
     "SessionNotFound",
     "StorageConflict",

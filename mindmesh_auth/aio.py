@@ -28,6 +28,7 @@ from .core.models import (
     TokenPair,
     User,
 )
+from .core.schema import MigrationPlan, SchemaStatus
 from .facade import MindmeshAuth
 
 __all__ = ["AsyncAudit", "AsyncAuth", "AsyncMindmeshAuth", "AsyncOtp", "AsyncPassword", "AsyncSessions", "AsyncUsers"]
@@ -202,6 +203,14 @@ class AsyncMindmeshAuth:
 
     async def create_schema(self) -> None:
         await self._call(self.sync.create_schema)
+
+    async def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        plan: MigrationPlan = await self._call(self.sync.migrate, dry_run=dry_run)
+        return plan
+
+    async def schema_status(self) -> SchemaStatus:
+        status: SchemaStatus = await self._call(self.sync.schema_status)
+        return status
 
     async def aclose(self) -> None:
         await self._call(self.sync.close)

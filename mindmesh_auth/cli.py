@@ -102,6 +102,8 @@ class _State:
     def close(self) -> None:
         if self._auth is not None:
             auth, self._auth = self._auth, None
+            # The filter is the command's, not the process's (an app may run the CLI in-process).
+            logging.getLogger("mindmesh_auth").removeFilter(_NO_CLIENT_IP_WARNING)
             auth.close()
 
 
@@ -330,6 +332,37 @@ def init() -> None:
     click.echo(f"schema ready on {_redact_url(state.database_url)} (missing tables and indexes created)")
 
 
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the statements that would run and change nothing.")
+@_json_option
+def migrate(dry_run: bool, as_json: bool) -> None:
+    """Upgrade the schema to this release's version (SQL: also add the columns of
+    --user-model that the users table lacks; MongoDB: sync the indexes)."""
+    state = _state()
+    plan = state.auth.migrate(dry_run=dry_run)
+    if as_json:
+        _echo_json(
+            {
+                "from_version": plan.from_version,
+                "to_version": plan.to_version,
+                "applied": plan.applied,
+                "statements": list(plan.statements),
+            }
+        )
+        return
+    where = _redact_url(state.database_url)
+    before = "none" if plan.from_version is None else str(plan.from_version)
+    if not plan.statements:
+        click.echo(f"schema version {plan.to_version} on {where}: up to date, nothing to do")
+        return
+    for statement in plan.statements:
+        click.echo(f"{statement};")
+    if plan.applied:
+        click.echo(f"schema version {before} -> {plan.to_version} on {where}: {len(plan.statements)} statement(s) run")
+    else:
+        click.echo(f"schema version {before} -> {plan.to_version} on {where}: dry run, nothing changed")
+
+
 @cli.command("purge-expired")
 @_json_option
 def purge_expired(as_json: bool) -> None:
@@ -347,6 +380,46 @@ def purge_expired(as_json: bool) -> None:
         return
     summary = ", ".join(f"{table}={count}" for table, count in counts.items())
     click.echo(f"purged {sum(counts.values())} expired rows: {summary}")
+
+
+@cli.command()
+@click.option("--send-test-mail", "send_to", metavar="EMAIL", help="Also send a test mail to this address over SMTP.")
+@click.option("--strict", is_flag=True, help="Exit with status 1 on warnings too.")
+@_json_option
+def doctor(send_to: str | None, strict: bool, as_json: bool) -> None:
+    """Check the setup before going live: secrets, database, schema, indexes, clock, SMTP.
+
+    Prints one line per check (ok, warn, FAIL, skip) saying what to fix, never
+    a secret. Exits with status 1 when a check fails (or warns, with --strict).
+    """
+    from .doctor import run_doctor, summary
+
+    state = _state()
+
+    def make_auth(config: Any) -> Any:
+        from .adapters.mail import ConsoleMailer
+        from .facade import MindmeshAuth
+
+        store: Any = config.database_url
+        if state.user_model and store:
+            store = _sql_store_with_user_model(store, state.user_model)
+        return MindmeshAuth(store=store, mailer=ConsoleMailer(sys.stderr), config=config)
+
+    results = run_doctor(database_url=state.database_url, make_auth=make_auth, send_test_mail=send_to)
+    failures, warnings = summary(results)
+    if as_json:
+        _echo_json({"ok": failures == 0, "failures": failures, "warnings": warnings,
+                    "checks": [r.as_dict() for r in results]})
+    else:
+        labels = {"ok": "ok", "warn": "warn", "fail": "FAIL", "skip": "skip"}
+        width = max(len(r.name) for r in results)
+        for r in results:
+            click.echo(f"{labels[r.status]:<4}  {r.name.ljust(width)}  {_one_line(r.message)}")
+        verdict = "ready" if failures == 0 and warnings == 0 else "fix the FAIL lines" if failures else "review the warnings"
+        problems = f"{failures} problem{'' if failures == 1 else 's'}"
+        click.echo(f"{problems}, {warnings} warning{'' if warnings == 1 else 's'}: {verdict}")
+    if failures or (strict and warnings):
+        click.get_current_context().exit(1)
 
 
 @cli.command()

@@ -1,6 +1,9 @@
 """The whole flow on a fresh SQLite file, printing each step and the mail.
 
 Run with ``python -m mindmesh_auth.demo [--database-url sqlite:///path.db]``.
+A given database must hold no users yet (the demo refuses it otherwise); the
+demo account gets a random password that is never shown, and is blocked at
+the end, so it can never be logged into.
 """
 
 from __future__ import annotations
@@ -14,9 +17,10 @@ from typing import TextIO
 
 from .adapters.mail import Outbox
 from .core.config import AuthConfig
-from .core.errors import AuthError
+from .core.errors import AuthError, ConfigurationError
 from .core.ports import OutgoingMessage
 from .facade import MindmeshAuth
+from .wiring import redact_url
 
 __all__ = ["main", "run_demo"]
 
@@ -43,19 +47,22 @@ def run_demo(database_url: str | None = None, out: TextIO | None = None) -> int:
         # Demo-only secrets; an app reads them from AUTH_JWT_SECRET / AUTH_REFRESH_SECRET.
         jwt_secret=secrets.token_urlsafe(48),
         refresh_secret=secrets.token_urlsafe(48),
+        password_pepper=secrets.token_urlsafe(48),  # throw-away too: the demo runs without warnings
         bcrypt_rounds=10,
         reset_delivery_in_background=False,
     )
     outbox = _ShowingOutbox(out)
-    email, password = "ada@example.com", "correct horse battery staple"
+    # A random password: the account must not be a known login in the database the demo was pointed at.
+    email, password = "ada@example.com", secrets.token_urlsafe(24)
 
     def step(title: str) -> None:
         out.write(f"\n== {title}\n")
 
     with MindmeshAuth(store=database_url, mailer=outbox, config=config) as auth:
-        auth.create_schema()
+        auth.create_schema()  # idempotent: a database with users already has its tables
+        _refuse_a_database_with_users(auth, database_url)
         auth.set_context(ip_address="127.0.0.1", user_agent="mindmesh-auth demo")
-        out.write(f"mindmesh-auth demo on {database_url}\n")
+        out.write(f"mindmesh-auth demo on {redact_url(database_url)}\n")
 
         step("1. register")
         user = auth.auth.register(email, password)
@@ -90,6 +97,10 @@ def run_demo(database_url: str | None = None, out: TextIO | None = None) -> int:
         except AuthError as exc:
             out.write(f"    the access token is now refused: {exc.code}\n")
 
+        step("7. block the demo account (it can never be logged into)")
+        auth.user.block(user.id)
+        out.write(f"    blocked user {user.id}\n")
+
         step("audit log")
         for event in auth.audit.query(user_id=user.id):
             out.write(f"    {event.occurred_at:%H:%M:%S} {event.type:<22} {event.reason or ''}\n")
@@ -97,11 +108,25 @@ def run_demo(database_url: str | None = None, out: TextIO | None = None) -> int:
     return 0
 
 
+def _refuse_a_database_with_users(auth: MindmeshAuth, database_url: str) -> None:
+    """Raise :class:`ConfigurationError` (before any row is written) when the database already holds a user."""
+    if auth.user.list(limit=1):
+        raise ConfigurationError(
+            f"The demo refuses {redact_url(database_url)}: it already holds users. "
+            "Run the demo without --database-url (a fresh temporary SQLite file) or on an empty database.",
+            variable="database_url",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mindmesh_auth.demo", description=__doc__)
     parser.add_argument("--database-url", help="default: a fresh SQLite file in a temporary folder")
     args = parser.parse_args(argv)
-    return run_demo(args.database_url)
+    try:
+        return run_demo(args.database_url)
+    except AuthError as exc:
+        sys.stderr.write(f"error: {exc.code}: {exc.message}\n")
+        return 1
 
 
 if __name__ == "__main__":

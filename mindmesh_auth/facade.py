@@ -6,10 +6,10 @@ import atexit
 import contextlib
 import contextvars
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .core.admin import AuditService, SessionService, UserService
 from .core.config import AuthConfig
@@ -21,11 +21,17 @@ from .core.models import RequestContext
 from .core.otp import OtpEngine, OtpService
 from .core.password_reset import PasswordService
 from .core.ports import Clock, Mailer, Randomness, Store
+from .core.schema import MigrationPlan, SchemaStatus
 from .core.system import SystemClock, SystemRandomness
 from .core.templates import MessageTemplate, MessageTemplates
 
 PURGE_BATCH = 1000
 """Rows deleted per unit of work by ``purge_expired``."""
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .observability import Observer
 
 __all__ = ["MindmeshAuth"]
 
@@ -44,6 +50,8 @@ class MindmeshAuth:
     ``mongodb://...``, ``memory://``, or the scheme of an installed store
     plugin: ``docs/plugins.md``). Without ``mailer``, SMTP is used when
     ``config.smtp_host`` is set. Safe to share between threads and tasks.
+    ``observers`` (``mindmesh_auth.observability``: Prometheus metrics,
+    OpenTelemetry spans, structured logs) are off by default: ``docs/observability.md``.
     """
 
     def __init__(
@@ -56,6 +64,7 @@ class MindmeshAuth:
         randomness: Randomness | None = None,
         templates: MessageTemplates | dict[str, MessageTemplate] | None = None,
         canonicalize_email: EmailCanonicalizer | None = None,
+        observers: Sequence[Observer] | None = None,
     ) -> None:
         if config is None:
             config = AuthConfig.from_env()
@@ -78,9 +87,9 @@ class MindmeshAuth:
 
             mailer = SmtpMailer.from_config(config)
         if canonicalize_email is None:
-            from .adapters.email_validation import canonicalize_email as default_canonicalize
+            from .adapters.email_validation import email_canonicalizer
 
-            canonicalize_email = default_canonicalize
+            canonicalize_email = email_canonicalizer(allow_test_domains=config.allow_test_email_domains)
         if not isinstance(templates, MessageTemplates):
             templates = MessageTemplates(templates, app_name=config.app_name)
         self.config = config
@@ -95,9 +104,7 @@ class MindmeshAuth:
             templates=templates,
             canonicalize_email=canonicalize_email,
         )
-        self._executor: ThreadPoolExecutor | None = None
-        self._executor_lock = threading.Lock()
-        self._pending: set[Future[None]] = set()
+        self._background = _MailQueue(config.mail_queue_size)
         engine = OtpEngine(self._kernel)
         self.auth = AuthService(self._kernel, engine)
         self.otp = OtpService(self._kernel, engine)
@@ -105,6 +112,10 @@ class MindmeshAuth:
         self.user = UserService(self._kernel)
         self.sessions = SessionService(self._kernel)
         self.audit = AuditService(self._kernel)
+        if observers:  # only then: without observers every service method stays the plain bound method
+            from .observability import instrument
+
+            instrument(self, observers)
 
     def __repr__(self) -> str:
         return f"MindmeshAuth(store={type(self.store).__name__}, mailer={type(self.mailer).__name__})"
@@ -127,8 +138,23 @@ class MindmeshAuth:
 
     # -- maintenance --------------------------------------------------------
     def create_schema(self) -> None:
-        """Create the tables, collections or indexes (idempotent)."""
+        """Create the tables, collections or indexes (idempotent).
+
+        On tables made by an older release, or lacking a column of the app's
+        user model, it raises ``SchemaMismatch`` saying to run :meth:`migrate`."""
         self.store.create_schema()
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        """Bring the database to the current schema version (SQL: also add the
+        columns of the app's user model the table lacks; MongoDB: sync indexes).
+        ``dry_run=True`` returns the statements and changes nothing. See docs/sql.md."""
+        if not isinstance(dry_run, bool):
+            raise ValidationError("dry_run must be True or False.", field="dry_run")
+        return self.store.migrate(dry_run=dry_run)
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema version recorded in the database and what :meth:`migrate` would do."""
+        return self.store.schema_status()
 
     def purge_expired(self, *, batch_size: int = PURGE_BATCH) -> dict[str, int]:
         """Delete expired sessions, codes, reset tokens, counters (and old audit rows
@@ -163,26 +189,44 @@ class MindmeshAuth:
 
     # -- background delivery ------------------------------------------------
     def _schedule(self, job: Callable[[], None]) -> None:
-        with self._executor_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="mindmesh-auth-mail")
-                atexit.register(self.wait_for_background_work)
-            ctx = contextvars.copy_context()
-            future: Future[None] = self._executor.submit(ctx.run, _logged(job))
-            self._pending.add(future)
-            future.add_done_callback(self._pending.discard)
+        """Queue a mail job (reset requests). A full queue drops the job with a
+        warning: the caller's answer is the same either way."""
+        ctx = contextvars.copy_context()
+        if self._background.submit(lambda: ctx.run(_logged(job)), on_first=self._register_exit):
+            return
+        log.warning(
+            "mindmesh-auth background mail queue is full (%d jobs) or closed: a mail job was dropped",
+            self.config.mail_queue_size,
+        )
+
+    def _register_exit(self) -> None:
+        atexit.register(self._finish_background)
+
+    @property
+    def background_dropped(self) -> int:
+        """How many background mail jobs were dropped (queue full, or handed over after ``close()``)."""
+        return self._background.dropped
 
     def wait_for_background_work(self, timeout: float | None = 30.0) -> None:
-        """Block until mails handed to the background (reset requests) are sent."""
-        for future in list(self._pending):
-            with contextlib.suppress(Exception):
-                future.result(timeout=timeout)
+        """Block until mails handed to the background (reset requests) are sent,
+        or ``timeout`` seconds passed (``None``: no bound)."""
+        self._background.wait(timeout)
+
+    def _finish_background(self) -> None:
+        """Wait at most ``mail_shutdown_grace`` for queued mail, then give up on the rest:
+        the workers are daemon threads, so they never hold the interpreter's exit."""
+        left = self._background.close(self.config.mail_shutdown_grace)
+        if left:
+            log.warning(
+                "mindmesh-auth: %d background mail job(s) not sent within the %.3g s shutdown grace",
+                left,
+                self.config.mail_shutdown_grace,
+            )
 
     def close(self) -> None:
-        self.wait_for_background_work()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        """Waits at most ``mail_shutdown_grace`` for queued mail (see above), then closes the store."""
+        self._finish_background()
+        atexit.unregister(self._finish_background)
         self.store.close()
 
     def __enter__(self) -> MindmeshAuth:
@@ -190,6 +234,71 @@ class MindmeshAuth:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+class _MailQueue:
+    """A bounded queue of mail jobs served by daemon worker threads (started on first use).
+
+    ``close(grace)`` waits at most ``grace`` seconds, then forgets the jobs not yet
+    started and returns how many jobs (queued or running) were not finished.
+    """
+
+    WORKERS = 2
+
+    def __init__(self, size: int) -> None:
+        self._jobs: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=size)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._unfinished = 0  # queued or running
+        self._started = False
+        self._closed = False
+        self.dropped = 0
+
+    def submit(self, job: Callable[[], None], *, on_first: Callable[[], None]) -> bool:
+        with self._lock:
+            if self._closed:
+                self.dropped += 1
+                return False
+            try:
+                self._jobs.put_nowait(job)
+            except queue.Full:
+                self.dropped += 1
+                return False
+            self._unfinished += 1
+            if not self._started:
+                self._started = True
+                on_first()
+                for n in range(self.WORKERS):
+                    threading.Thread(target=self._work, name=f"mindmesh-auth-mail-{n}", daemon=True).start()
+        return True
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            try:
+                job()
+            finally:
+                with self._lock:
+                    self._unfinished -= 1
+                    self._idle.notify_all()
+
+    def wait(self, timeout: float | None) -> int:
+        """Wait until every job finished or ``timeout`` passed; how many are unfinished."""
+        with self._lock:
+            self._idle.wait_for(lambda: self._unfinished == 0, timeout)
+            return self._unfinished
+
+    def close(self, grace: float) -> int:
+        left = self.wait(grace)
+        with self._lock:
+            self._closed = True
+            while True:  # jobs not started yet never start
+                try:
+                    self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                self._unfinished -= 1
+            return left
 
 
 def _logged(job: Callable[[], None]) -> Callable[[], None]:

@@ -63,7 +63,8 @@ def require_driver(scheme: str, module: str, extra: str) -> None:
         importlib.import_module(module)
     except ImportError as exc:
         raise ConfigurationError(
-            f"{scheme}:// URLs need the {module} package: pip install 'mindmesh-auth[{extra}]'",
+            f"{scheme}:// URLs need the {module} package: pip install 'mindmesh-auth[{extra}]'"
+            + (" (or [postgres-binary] for the prebuilt driver, development only)" if extra == "postgres" else ""),
             variable=_VARIABLE,
         ) from exc
 

@@ -29,6 +29,7 @@ _INSTALL = {
     "peewee": "mindmesh-auth[peewee]",
     "playhouse": "mindmesh-auth[peewee]",
     "psycopg2": "mindmesh-auth[postgres]",
+    "redis": "mindmesh-auth[redis]",
     "pymysql": "mindmesh-auth[mysql]",
     "pymongo": "mindmesh-auth[mongo]",
     "emails": "mindmesh-auth[smtp]",

@@ -28,26 +28,33 @@ class ConsoleMailer(Mailer):
 class Outbox(Mailer):
     """Keeps messages in memory for app tests. Thread-safe.
 
-    ``fail_next(n)`` makes the next ``n`` sends raise ``DeliveryFailed``.
+    ``fail_next(n)`` makes the next ``n`` sends raise ``DeliveryFailed`` (nothing
+    kept); ``fail_next(n, uncertain=True)`` keeps each message (it "arrived") and
+    raises ``DeliveryUncertain``, as when a server took a mail but its reply was lost.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._messages: list[OutgoingMessage] = []
         self._failures = 0
+        self._uncertain = False
 
     def send(self, message: OutgoingMessage) -> None:
-        from ..core.errors import DeliveryFailed
+        from ..core.errors import DeliveryFailed, DeliveryUncertain
 
         with self._lock:
             if self._failures:
                 self._failures -= 1
+                if self._uncertain:
+                    self._messages.append(message)
+                    raise DeliveryUncertain()
                 raise DeliveryFailed()
             self._messages.append(message)
 
-    def fail_next(self, n: int = 1) -> None:
+    def fail_next(self, n: int = 1, *, uncertain: bool = False) -> None:
         with self._lock:
             self._failures = n
+            self._uncertain = uncertain
 
     @property
     def messages(self) -> list[OutgoingMessage]:

@@ -44,6 +44,7 @@ from ..core.ports import (
     Store,
     UserRepository,
 )
+from ..core.schema import SCHEMA_VERSION, MigrationPlan, SchemaStatus
 
 __all__ = ["MemoryStore"]
 
@@ -468,6 +469,14 @@ class MemoryStore(Store):
         self.reset_tokens = MemoryResetTokens(lock, unit)
         self.rate_limits = MemoryRateLimits(lock, unit)
         self.audit = MemoryAudit(lock, unit)
+
+    def schema_status(self) -> SchemaStatus:
+        """Always current: the memory store has no schema to migrate."""
+        return SchemaStatus(current=SCHEMA_VERSION, expected=SCHEMA_VERSION, pending=())
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        """Nothing to migrate (no statements)."""
+        return MigrationPlan(SCHEMA_VERSION, SCHEMA_VERSION, (), applied=not dry_run)
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:

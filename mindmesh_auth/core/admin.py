@@ -9,7 +9,12 @@ from .deps import Kernel
 from .errors import SessionNotFound, UserNotFound, ValidationError
 from .models import AuditEvent, AuditEventType, RequestContext, Session, User
 
-__all__ = ["AuditService", "SessionService", "UserService"]
+__all__ = ["MAX_LIST_LIMIT", "MAX_LIST_OFFSET", "AuditService", "SessionService", "UserService"]
+
+MAX_LIST_LIMIT = 1000
+# The largest offset every backend takes (SQLite and MongoDB reject values past
+# 64 bits with untyped driver errors; 32-bit signed is safe everywhere).
+MAX_LIST_OFFSET = 2**31 - 1
 
 
 class UserService:
@@ -26,8 +31,11 @@ class UserService:
         return self._k.store.users.get_by_email(self._k.email(email))
 
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
-        if not (isinstance(limit, int) and isinstance(offset, int)) or not 1 <= limit <= 1000 or offset < 0:
-            raise ValidationError("limit must be 1..1000 and offset non-negative.", field="limit")
+        """Users in creation order: ``limit`` in 1..1000, ``offset`` in 0..2**31-1 (whole numbers, not booleans)."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ValidationError(f"limit must be a whole number from 1 to {MAX_LIST_LIMIT}.", field="limit")
+        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset <= MAX_LIST_OFFSET:
+            raise ValidationError(f"offset must be a whole number from 0 to {MAX_LIST_OFFSET}.", field="offset")
         return self._k.store.users.list(limit=limit, offset=offset)
 
     def block(self, user_id: str, *, context: RequestContext | None = None) -> None:
@@ -143,7 +151,7 @@ class AuditService:
     ) -> list[AuditEvent]:
         """Audit events, oldest first."""
         k = self._k
-        if not isinstance(limit, int) or not 1 <= limit <= 10000:
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:
             raise ValidationError("limit must be 1..10000.", field="limit")
         try:
             kinds = [AuditEventType(t) for t in types] if types is not None else None

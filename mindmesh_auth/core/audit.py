@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
 from .models import AuditEvent, AuditEventType, RequestContext
 from .ports import AuditRepository
 
-__all__ = ["Auditor", "clean_text"]
+__all__ = ["AuditObserver", "Auditor", "clean_text"]
+
+AuditObserver = Callable[[AuditEventType], None]
+"""Told the type of each audit row once it is written (metrics); never the row itself."""
 
 _MAX = 320
 
@@ -42,9 +45,11 @@ class Auditor:
     """Writes audit rows; inside :meth:`batch` (a unit of work) it collects them and
     writes them together at the end of the unit (one statement on SQL), in order."""
 
-    def __init__(self, repo: AuditRepository) -> None:
+    def __init__(self, repo: AuditRepository, observer: AuditObserver | None = None) -> None:
         self._repo = repo
         self._local = threading.local()
+        self.observer: AuditObserver = observer or _ignore
+        """Called with each written row's type (``observability``); a no-op by default."""
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -68,6 +73,8 @@ class Auditor:
             self._local.pending = None
         if rows:
             self._repo.append_many(rows)
+            for row in rows:
+                self.observer(row.type)
 
     def record(
         self,
@@ -95,3 +102,8 @@ class Auditor:
             pending.append(event)
         else:
             self._repo.append(event)
+            self.observer(type)
+
+
+def _ignore(type: AuditEventType) -> None:
+    """The default :attr:`Auditor.observer`: nothing to tell."""

@@ -40,6 +40,9 @@ NO_IP_SUBJECT = "none"
 NO_IP_WARNING_EVENT = "no_client_ip"
 """``record.mindmesh_auth_event`` of the once-per-facade warning about the shared no-IP bucket."""
 """The subject of the one shared per-kind bucket of requests without a client IP (``login-ip:none``)."""
+CONFIG_WEAKNESS_EVENT = "config_weakness"
+"""``record.mindmesh_auth_event`` of the warnings logged when a facade starts with weak settings
+(``AuthConfig.weaknesses()``: no pepper, previous secrets without or past their expiry)."""
 
 
 class Kernel:
@@ -61,7 +64,11 @@ class Kernel:
         self.rng = randomness
         self.templates = templates
         self._canonicalize = canonicalize_email
-        self.keys = KeyRing(config.refresh_secret)
+        self.keys = KeyRing(
+            config.refresh_secret,
+            previous=config.previous_refresh_secrets,
+            previous_expire_at=config.previous_secrets_expire_at,
+        )
         self.hasher = PasswordHasher(config.bcrypt_rounds, config.password_pepper)
         self.policy = PasswordPolicy(config.password_min_length, config.password_max_length)
         self.codec = AccessTokenCodec(
@@ -71,7 +78,11 @@ class Kernel:
             audience=config.jwt_audience,
             ttl=config.access_token_ttl,
             leeway=config.jwt_leeway,
+            kid_salts=(config.refresh_secret, *config.previous_refresh_secrets),
+            previous_expire_at=config.previous_secrets_expire_at,
         )
+        for advice in config.weaknesses(clock.now()):
+            log.warning(advice, extra={"mindmesh_auth_event": CONFIG_WEAKNESS_EVENT})
         self.limiter = RateLimiter(store.rate_limits, lambda name: self.keys.digest("rate_limit", name))
         self.auditor = Auditor(store.audit)
         self._no_ip_warned = False

@@ -11,6 +11,7 @@ __all__ = [
     "AuthError",
     "ConfigurationError",
     "DeliveryFailed",
+    "DeliveryUncertain",
     "DuplicateKeyError",
     "EmailAlreadyRegistered",
     "InvalidCredentials",
@@ -160,6 +161,16 @@ class DeliveryFailed(AuthError):
     code = "delivery_failed"
     status = 503
     default_message = "The message could not be delivered. Try again later."
+
+
+class DeliveryUncertain(DeliveryFailed):
+    """The message may have been delivered: the connection ended, or the delivery
+    deadline passed, after the whole message was sent and before the server's
+    reply. A code or token in it is kept (a copy that did arrive still works)."""
+
+    code = "delivery_uncertain"
+    status = 503
+    default_message = "The message may not have been delivered. If it does not arrive, try again later."
 
 
 class NotFound(AuthError):

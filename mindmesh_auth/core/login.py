@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from .crypto import new_id, random_token
+from .crypto import KeyRing, new_id, random_token
 from .deps import Kernel
 from .errors import (
     DuplicateKeyError,
@@ -224,8 +224,8 @@ class AuthService:
         if not isinstance(refresh_token, str) or not _REFRESH.fullmatch(refresh_token):
             raise InvalidRefreshToken()
         now = k.now()
-        token_hash = k.keys.digest("refresh", refresh_token)
-        session = k.store.sessions.get_by_refresh_hash(token_hash)
+        # The hash under the current refresh secret; on a miss, under a previous one (a rotation).
+        token_hash, session = k.keys.find("refresh", now, refresh_token, k.store.sessions.get_by_refresh_hash)
         if session is not None:
             user = self._usable(session, now)
             successor = self._successor(refresh_token)
@@ -243,17 +243,19 @@ class AuthService:
 
             if k.unit(rotate):
                 return self._pair(user, session.id, successor, now)
-        retired = k.store.sessions.get_retired(token_hash)
+        _, retired = k.keys.find("refresh", now, refresh_token, k.store.sessions.get_retired)
         if retired is None:
             raise InvalidRefreshToken()
         age = now - retired.rotated_at
         grace = k.config.refresh_grace_period
         if grace and age <= grace:
-            successor = self._successor(refresh_token)
             current = k.store.sessions.get(retired.session_id)
-            if current is not None and current.refresh_hash == k.keys.digest("refresh", successor):
-                user = self._usable(current, now)
-                return self._pair(user, current.id, successor, now)
+            # The successor was derived and stored under the secret current at that rotation.
+            for ring in (k.keys, *k.keys.older(now)):
+                successor = self._successor(refresh_token, ring)
+                if current is not None and current.refresh_hash == ring.digest("refresh", successor):
+                    user = self._usable(current, now)
+                    return self._pair(user, current.id, successor, now)
         window = k.config.refresh_race_window
         if window and age <= window:  # a zero window is fully strict: even an immediate replay revokes
             raise InvalidRefreshToken()
@@ -268,10 +270,10 @@ class AuthService:
             )
         raise RefreshTokenReused()
 
-    def _successor(self, refresh_token: str) -> str:
+    def _successor(self, refresh_token: str, ring: KeyRing | None = None) -> str:
         if self._k.config.refresh_grace_period:
             # Deterministic, so a repeat inside the grace period gets the same token.
-            return self._k.keys.derive_token("successor", refresh_token, REFRESH_TOKEN_BYTES)
+            return (ring or self._k.keys).derive_token("successor", refresh_token, REFRESH_TOKEN_BYTES)
         return random_token(self._k.rng, REFRESH_TOKEN_BYTES)
 
     def _usable(self, session: Session, now: datetime) -> User:
@@ -313,7 +315,7 @@ class AuthService:
         k = self._k
         if not isinstance(refresh_token, str) or not _REFRESH.fullmatch(refresh_token):
             raise InvalidRefreshToken()
-        session = k.store.sessions.get_by_refresh_hash(k.keys.digest("refresh", refresh_token))
+        _, session = k.keys.find("refresh", k.now(), refresh_token, k.store.sessions.get_by_refresh_hash)
         if session is None:
             raise InvalidRefreshToken()
         return self.logout(session.id, context=context)

@@ -10,9 +10,9 @@ from typing import TypeVar
 import attrs
 import bcrypt
 
-from .crypto import constant_time_equals, new_id, random_digits
+from .crypto import new_id, random_digits
 from .deps import Kernel
-from .errors import DeliveryFailed, RateLimited, ValidationError
+from .errors import DeliveryFailed, DeliveryUncertain, RateLimited, ValidationError
 from .models import AuditEventType, OtpChallenge, RequestContext, User
 
 __all__ = ["OtpEngine", "OtpService"]
@@ -38,8 +38,10 @@ class OtpEngine:
     def _matches(self, challenge: OtpChallenge, code: str) -> bool:
         if self.k.config.otp_hash == "bcrypt" and challenge.code_hash.startswith("$2"):
             return bcrypt.checkpw(code.encode("ascii"), challenge.code_hash.encode("ascii"))
-        expected = self.k.keys.digest("otp", challenge.id, challenge.purpose, challenge.email, code)
-        return constant_time_equals(expected, challenge.code_hash)
+        # Under the current refresh secret or, during a rotation, a previous one.
+        return self.k.keys.matches(
+            "otp", self.k.now(), challenge.code_hash, challenge.id, challenge.purpose, challenge.email, code
+        )
 
     @staticmethod
     def parse_code(code: object) -> str:
@@ -78,6 +80,18 @@ class OtpEngine:
         )
         try:
             k.mailer.send(message)
+        except DeliveryUncertain:
+            # The server may have taken the mail: the code is kept as sent (a copy
+            # that arrives must work) and the caller still hears of the failure.
+            def kept() -> None:
+                k.store.otps.mark_sent(challenge_id)
+                k.auditor.record(
+                    AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=user.email,
+                    reason=f"{purpose}:delivery_uncertain",
+                )
+
+            k.unit(kept)
+            raise
         except DeliveryFailed:
             k.store.otps.discard(challenge_id)
             k.auditor.record(

@@ -46,6 +46,7 @@ from .models import (
     SessionWithUser,
     User,
 )
+from .schema import SCHEMA_VERSION, MigrationPlan, SchemaStatus
 
 __all__ = [
     "AuditRepository",
@@ -376,6 +377,19 @@ class Store(abc.ABC):
 
     def create_schema(self) -> None:  # noqa: B027 - optional hook
         """Create tables, collections or indexes. Idempotent. Default: nothing to do."""
+
+    def schema_status(self) -> SchemaStatus:
+        """The schema version recorded in the database and what :meth:`migrate`
+        would do (``pending``, in words; empty when up to date). Reads only.
+        Default: a store with no schema of its own is always current."""
+        return SchemaStatus(current=SCHEMA_VERSION, expected=SCHEMA_VERSION, pending=())
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        """Bring the database to :data:`~mindmesh_auth.core.schema.SCHEMA_VERSION`
+        (and, on SQL, add the columns of the app's user model that the table
+        lacks); ``dry_run=True`` returns the statements and changes nothing.
+        Idempotent: a second run does nothing. Default: nothing to do."""
+        return MigrationPlan(SCHEMA_VERSION, SCHEMA_VERSION, (), applied=not dry_run)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Default: nothing to do."""

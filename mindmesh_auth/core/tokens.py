@@ -4,11 +4,18 @@ Claims: ``sub``/``userId`` (user id), ``sid``/``sessionId`` (session id),
 ``email`` (display only), ``iat``, ``exp``, ``iss``, ``aud``, ``jti``; header
 ``typ: at+jwt`` and ``kid`` naming the signing key. Expiry is checked against
 the injected clock, not the wall clock PyJWT would read.
+
+The ``kid`` is an HMAC of the signing key keyed by a second secret (the
+refresh secret, ``kid_salts``), so a token does not let anyone test a guessed
+signing key against its ``kid``; every process of a deployment computes the
+same one. Tokens minted by earlier versions carry ``_legacy_kid`` and still
+verify until they expire.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,12 +42,25 @@ class AccessClaims:
     expires_at: datetime
 
 
-def _kid(secret: str) -> str:
+def _legacy_kid(secret: str) -> str:
+    # Unsalted: only accepted on tokens minted before the salted kid, never issued.
     return hashlib.sha256(b"mindmesh-auth/kid/" + secret.encode("utf-8")).hexdigest()[:16]
 
 
+def _kid(secret: str, salt: str) -> str:
+    return hmac.new(salt.encode("utf-8"), b"mindmesh-auth/kid/v2/" + secret.encode("utf-8"), hashlib.sha256).hexdigest()[
+        :16
+    ]
+
+
 class AccessTokenCodec:
-    """Signs with the newest key; verifies with any configured key, chosen by ``kid``."""
+    """Signs with the newest key; verifies with any configured key, chosen by ``kid``.
+
+    ``kid_salts`` (the refresh secret, then its previous secrets) key the
+    ``kid``; without them the codec issues the unsalted legacy ``kid``. Previous
+    signing keys, and kids made under a previous salt, are ignored from
+    ``previous_expire_at`` on.
+    """
 
     def __init__(
         self,
@@ -51,10 +71,23 @@ class AccessTokenCodec:
         audience: str,
         ttl: timedelta,
         leeway: timedelta,
+        kid_salts: tuple[str, ...] = (),
+        previous_expire_at: datetime | None = None,
     ) -> None:
         self._secret = secret
-        self._kid = _kid(secret)
-        self._keys = {_kid(s): s for s in (secret, *previous)}
+        self._kid = _kid(secret, kid_salts[0]) if kid_salts else _legacy_kid(secret)
+        # kid -> (key, whether it stops at previous_expire_at); the current kid is written last so it wins.
+        keys: dict[str, tuple[str, bool]] = {}
+        for key, is_previous in reversed([(secret, False), *((old, True) for old in previous)]):
+            keys[_legacy_kid(key)] = (key, is_previous)
+            for i, salt in reversed(list(enumerate(kid_salts))):
+                keys[_kid(key, salt)] = (key, is_previous or i > 0)
+        keys[self._kid] = (secret, False)
+        self._keys = keys
+        self._key_count = 1 + len(previous)
+        # With one signing key the header need not be read before verifying (the hot path).
+        self._single: str | None = secret if not previous else None
+        self._expire_at = previous_expire_at
         self._issuer = issuer
         self._audience = audience
         self.ttl = ttl
@@ -68,7 +101,7 @@ class AccessTokenCodec:
         }
 
     def __repr__(self) -> str:
-        return f"AccessTokenCodec(issuer={self._issuer!r}, keys={len(self._keys)})"
+        return f"AccessTokenCodec(issuer={self._issuer!r}, keys={self._key_count})"
 
     def encode(self, *, user_id: str, session_id: str, email: str, now: datetime, rng: Randomness) -> str:
         iat = int(now.timestamp())
@@ -86,18 +119,26 @@ class AccessTokenCodec:
         }
         return jwt.encode(payload, self._secret, algorithm="HS256", headers={"typ": _TYP, "kid": self._kid})
 
+    def _key_for(self, kid: object, now: datetime) -> str:
+        """The signing key a ``kid`` names; ``InvalidToken`` if none does or it has expired."""
+        entry = self._keys.get(kid) if isinstance(kid, str) else None
+        if entry is None:
+            raise InvalidToken()
+        key, stops = entry
+        if stops and self._expire_at is not None and now >= self._expire_at:
+            raise InvalidToken()
+        return key
+
     def decode(self, token: object, now: datetime) -> AccessClaims:
         """Verify signature, type, issuer, audience and expiry; any failure is ``InvalidToken``."""
         if not isinstance(token, str) or not token or len(token) > 4096:
             raise InvalidToken()
         try:
-            kid: object = self._kid
-            key: str | None = self._secret
-            if len(self._keys) > 1:
+            kid: object = None
+            key = self._single
+            if key is None:  # several signing keys: the header's kid picks one
                 kid = jwt.get_unverified_header(token).get("kid")
-                key = self._keys.get(kid) if isinstance(kid, str) else None
-            if key is None:
-                raise InvalidToken()
+                key = self._key_for(kid, now)
             complete = jwt.decode_complete(
                 token,
                 key,
@@ -109,8 +150,13 @@ class AccessTokenCodec:
         except jwt.PyJWTError:
             raise InvalidToken() from None
         header, payload = complete["header"], complete["payload"]
-        if header.get("typ") != _TYP or header.get("kid") != kid:
+        if header.get("typ") != _TYP:
             raise InvalidToken()
+        if self._single is None:
+            if header.get("kid") != kid:
+                raise InvalidToken()
+        else:  # one signing key: the kid is checked on the header decode_complete already parsed
+            self._key_for(header.get("kid"), now)
         sub, sid, exp, iat = payload["sub"], payload["sid"], payload["exp"], payload["iat"]
         if not (isinstance(sub, str) and isinstance(sid, str) and sub and sid):
             raise InvalidToken()

@@ -8,12 +8,15 @@ __all__ = ["test_config"]
 
 
 def test_config(**overrides: Any) -> AuthConfig:
-    """A valid config for tests: fixed secrets, bcrypt cost 4, mail sent inline."""
+    """A valid config for tests: fixed secrets, bcrypt cost 4, mail sent inline, ``.test`` addresses accepted."""
     values: dict[str, Any] = {
-        "jwt_secret": "test-jwt-secret-" + "j" * 32,
-        "refresh_secret": "test-refresh-secret-" + "r" * 32,
+        # Fixed (tests are reproducible) and random-looking, so they pass the secret checks;
+        # never use them outside tests.
+        "jwt_secret": "tc-jwt-Hq7wN2pVx9LkR4mZ8cT3bF6sD1gJyE5u",
+        "refresh_secret": "tc-rfr-Ub3Kd8YsW0aMe5Qj1Xn6Po9Gv2Ci7Ht4",
         "bcrypt_rounds": 4,
         "reset_delivery_in_background": False,
+        "allow_test_email_domains": True,  # tests use addresses at example.test
     }
     values.update(overrides)
     return AuthConfig(**values)

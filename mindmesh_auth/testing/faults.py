@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from ..core.errors import StorageError, StorageUnavailable
 from ..core.ports import Store
+from ..core.schema import MigrationPlan, SchemaStatus
 
 __all__ = ["WRITE_METHODS", "FaultyStore", "InjectedFault"]
 
@@ -138,6 +139,12 @@ class FaultyStore(Store):
 
     def create_schema(self) -> None:
         self.inner.create_schema()
+
+    def schema_status(self) -> SchemaStatus:
+        return self.inner.schema_status()
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        return self.inner.migrate(dry_run=dry_run)
 
     def close(self) -> None:
         self.inner.close()

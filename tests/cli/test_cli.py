@@ -17,19 +17,22 @@ from _ci import require
 require("click")
 require("peewee")
 
-from mindmesh_auth import AuthConfig, MindmeshAuth  # noqa: E402
+from mindmesh_auth import AuthConfig, InvalidCredentials, MindmeshAuth  # noqa: E402
 from mindmesh_auth.testing import Outbox  # noqa: E402
 
-JWT_SECRET = "j" * 20 + "0123456789abcdefghij"  # 40 characters
-REFRESH_SECRET = "r" * 20 + "0123456789abcdefghij"
+JWT_SECRET = "cli-jwt-Vb4Nx9Kq2Wm7Tz1Hr6Lc3Fp8Ds5Gj0Ya"  # 40 characters
+REFRESH_SECRET = "cli-rfr-Ep7Su2Ho9Ci4Mw1Ky6Qa3Zt8Xn5Bf0Ld"
 PASSWORD = "correct horse battery staple"
+PEPPER = "cli-ppr-Wq3Ez8Rt1Yu6Io4Pa9Sd2Fg7Hj5Kl0Zx"  # a configured app has one (else every command warns)
 
 _DROP = ("AUTH_", "DATABASE_URL", "SMTP_", "OTP_", "SESSION_DAYS", "ACCESS_TOKEN_MINUTES", "MINDMESH_AUTH_DEBUG")
 
 
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
-    env.update(AUTH_JWT_SECRET=JWT_SECRET, AUTH_REFRESH_SECRET=REFRESH_SECRET, AUTH_BCRYPT_ROUNDS="4")
+    # Cost 10: the lowest bcrypt cost the policy accepts from the environment (docs/configuration.md).
+    env.update(AUTH_JWT_SECRET=JWT_SECRET, AUTH_REFRESH_SECRET=REFRESH_SECRET, AUTH_BCRYPT_ROUNDS="10")
+    env.update(AUTH_PASSWORD_PEPPER=PEPPER)
     env.update(extra)
     return env
 
@@ -83,7 +86,7 @@ class Cli:
     def api(self) -> tuple[MindmeshAuth, Outbox]:
         """The Python API on the same SQLite file (to make sessions)."""
         outbox = Outbox()
-        config = AuthConfig(jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, bcrypt_rounds=4)
+        config = AuthConfig(jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, password_pepper=PEPPER, bcrypt_rounds=4)
         return MindmeshAuth(store=self.url, mailer=outbox, config=config), outbox
 
 
@@ -116,6 +119,7 @@ COMMANDS = [
     "",
     "init",
     "purge-expired",
+    "doctor",
     "demo",
     "audit",
     "users",
@@ -222,6 +226,9 @@ def test_users_create_list_and_errors(cli: Cli) -> None:
     line = cli.fails("users", "create", "f@example.com", code=2)
     assert "--password-stdin" in line
     assert cli.fails("users", "show", "nobody@example.com") == "error: user_not_found: User not found."
+    # Past the offset every backend takes: a typed error, not a driver's OverflowError.
+    line = cli.fails("users", "list", "--offset", str(2**63))
+    assert line == "error: invalid_input: offset must be a whole number from 0 to 2147483647."
 
 
 # -- sessions -------------------------------------------------------------------
@@ -316,6 +323,88 @@ def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
     assert "replaying the old refresh token is refused" in out
     assert out.rstrip().endswith("demo complete")
     assert (tmp_path / "demo.db").exists()
+    assert "correct horse battery staple" not in out  # no published password
+
+    # The demo account is blocked: not even its password (random, never shown) would log in.
+    config = AuthConfig(jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, bcrypt_rounds=4)
+    with MindmeshAuth(store=f"sqlite:///{tmp_path}/demo.db", mailer=Outbox(), config=config) as auth:
+        [ada] = auth.user.list()
+        assert ada.email == "ada@example.com" and ada.blocked is True
+        with pytest.raises(InvalidCredentials):
+            auth.auth.login("ada@example.com", "correct horse battery staple")
+        events = len(auth.audit.query(limit=10000))
+
+    # A database that holds users is refused, and left as it was.
+    again = subprocess.run(
+        [sys.executable, "-m", "mindmesh_auth", "--database-url", f"sqlite:///{tmp_path}/demo.db", "demo"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+    assert again.returncode == 1 and again.stdout == ""
+    [line] = again.stderr.strip().splitlines()
+    assert line.startswith("error: configuration_error: The demo refuses sqlite:///") and "already holds users" in line
+    with MindmeshAuth(store=f"sqlite:///{tmp_path}/demo.db", mailer=Outbox(), config=config) as auth:
+        assert [u.id for u in auth.user.list()] == [ada.id]
+        assert len(auth.audit.query(limit=10000)) == events
+
+
+def test_demo_refuses_an_application_database_and_writes_nothing(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.ok("init")
+    user_id = cli.create_user("real@example.com")
+    env = {k: v for k, v in _env().items() if k not in ("AUTH_JWT_SECRET", "AUTH_REFRESH_SECRET")}
+    line = cli.fails("demo", env=env)
+    assert line.startswith("error: configuration_error: The demo refuses") and "already holds users" in line
+    assert [u["id"] for u in cli.json("users", "list")] == [user_id]  # no demo account added
+
+
+def test_cli_redacts_secret_query_parameters() -> None:
+    from mindmesh_auth.cli import _redact_url
+
+    url = ("postgresql://app:pw-in-netloc@db:5432/auth?sslmode=require&password=q-secret-1&PWD=q-secret-2"
+           "&sslpassword=q-secret-3&api_key=q-secret-4&token=q-secret-5&client_secret=q-secret-6&pass=q-secret-7"
+           "&application_name=web")
+    shown = _redact_url(url)
+    assert not re.search(r"pw-in-netloc|q-secret-\d", shown), shown
+    assert shown == (
+        "postgresql://app:***@db:5432/auth?sslmode=require&password=***&PWD=***&sslpassword=***&api_key=***"
+        "&token=***&client_secret=***&pass=***&application_name=web"
+    )
+    assert _redact_url(None) == "-"
+
+
+def test_a_password_in_the_query_string_is_never_echoed(tmp_path: Path) -> None:
+    # A PostgreSQL database of this test's own (trust authentication takes any password).
+    from _servers import ensure_database, server_url
+
+    from mindmesh_auth.adapters.peewee import PeeweeStore
+
+    base = server_url("postgres")
+    own = base.rsplit("/", 1)[0] + "/mindmesh_test_cli_redact"
+    ensure_database("postgres", own)
+    store = PeeweeStore.from_url(own)
+    store.drop_schema()
+    store.close()
+    secret = "Query-Pa55-9d1e7"
+    url = f"{own}?password={secret}&application_name=mm-cli-test"
+    env = {k: v for k, v in _env().items() if k not in ("AUTH_JWT_SECRET", "AUTH_REFRESH_SECRET")}
+    try:
+        demo = subprocess.run([sys.executable, "-m", "mindmesh_auth", "--database-url", url, "demo"],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert demo.returncode == 0, demo.stderr
+        assert "password=***&application_name=mm-cli-test" in demo.stdout.splitlines()[0]
+        refused = subprocess.run([sys.executable, "-m", "mindmesh_auth", "--database-url", url, "demo"],
+                                 capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert refused.returncode == 1 and "password=***" in refused.stderr
+        init = Cli(tmp_path)
+        init.url = url
+        out = init.ok("init")
+        assert "password=***" in out
+        for proc_out in (demo.stdout, demo.stderr, refused.stdout, refused.stderr, out):
+            assert secret not in proc_out
+    finally:
+        store = PeeweeStore.from_url(own)
+        store.drop_schema()
+        store.close()
 
 
 def test_user_model_option_lets_fields_reach_the_apps_columns(tmp_path: Path) -> None:

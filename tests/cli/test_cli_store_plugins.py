@@ -17,8 +17,8 @@ from _ci import require
 
 require("click")
 
-JWT_SECRET = "j" * 20 + "0123456789abcdefghij"
-REFRESH_SECRET = "r" * 20 + "0123456789abcdefghij"
+JWT_SECRET = "cli-jwt-Vb4Nx9Kq2Wm7Tz1Hr6Lc3Fp8Ds5Gj0Ya"
+REFRESH_SECRET = "cli-rfr-Ep7Su2Ho9Ci4Mw1Ky6Qa3Zt8Xn5Bf0Ld"
 PASSWORD = "correct horse battery staple"
 GROUP = "mindmesh_auth.stores"
 
@@ -75,7 +75,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def run(site: Path, cwd: Path, *args: str, input: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith(_DROP)}
-    environ.update(AUTH_JWT_SECRET=JWT_SECRET, AUTH_REFRESH_SECRET=REFRESH_SECRET, AUTH_BCRYPT_ROUNDS="4", PYTHONPATH=str(site))
+    environ.update(AUTH_JWT_SECRET=JWT_SECRET, AUTH_REFRESH_SECRET=REFRESH_SECRET, AUTH_BCRYPT_ROUNDS="10", PYTHONPATH=str(site))
     environ.update(env)
     return subprocess.run(
         [sys.executable, "-m", "mindmesh_auth", *args],

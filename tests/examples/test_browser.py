@@ -120,9 +120,9 @@ def load_example() -> ModuleType:
 def served(tmp_path: Path, smtp: tuple[Capture, int]) -> Iterator[Served]:
     _, smtp_port = smtp
     environ = {
-        "AUTH_JWT_SECRET": "example-jwt-secret-" + "j" * 32,
-        "AUTH_REFRESH_SECRET": "example-refresh-secret-" + "r" * 32,
-        "AUTH_BCRYPT_ROUNDS": "4",
+        "AUTH_JWT_SECRET": "browser-jwt-Yq3Fv8Lm1Xc6Tn4Kd9Wb2Rs7Hp5Gz0Ue",
+        "AUTH_REFRESH_SECRET": "browser-rfr-Jw6Ct1Pz8Mh3Bv5Qx9Ng2Ka7Ls4Dy0Ro",
+        "AUTH_BCRYPT_ROUNDS": "10",
         "AUTH_DATABASE_URL": f"sqlite:///{tmp_path / 'example.db'}",
         "AUTH_APP_NAME": "Mindmesh example",
         "SMTP_HOST": "127.0.0.1",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +18,10 @@ from mindmesh_auth import (
     ValidationError,
 )
 from mindmesh_auth.core.models import RequestContext
+
+if str(Path(__file__).resolve().parents[1]) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for the _ci helper
+from _ci import require  # noqa: E402
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
@@ -167,24 +173,64 @@ def test_user_list_limit_and_offset_page_through(env) -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs",
+    ("kwargs", "field"),
     [
-        {"limit": 0},
-        {"limit": -1},
-        {"limit": 1001},
-        {"offset": -1},
-        {"limit": "10"},
-        {"offset": "0"},
-        {"limit": 1.0},
-        {"offset": 0.0},
-        {"limit": None},
+        ({"limit": 0}, "limit"),
+        ({"limit": -1}, "limit"),
+        ({"limit": 1001}, "limit"),
+        ({"limit": "10"}, "limit"),
+        ({"limit": 1.0}, "limit"),
+        ({"limit": None}, "limit"),
+        ({"limit": True}, "limit"),
+        ({"limit": False}, "limit"),
+        ({"offset": -1}, "offset"),
+        ({"offset": "0"}, "offset"),
+        ({"offset": 0.0}, "offset"),
+        ({"offset": True}, "offset"),
+        ({"offset": False}, "offset"),
+        ({"offset": 2**31}, "offset"),
+        ({"offset": 2**63}, "offset"),
+        ({"offset": 10**30}, "offset"),
     ],
 )
-def test_user_list_rejects_bad_bounds(env, kwargs) -> None:
+def test_user_list_rejects_bad_bounds_naming_the_field(env, kwargs, field) -> None:
     with pytest.raises(ValidationError) as info:
         env.auth.user.list(**kwargs)
-    assert info.value.field == "limit"
-    assert info.value.message == "limit must be 1..1000 and offset non-negative."
+    assert info.value.field == field
+    bounds = "1 to 1000" if field == "limit" else "0 to 2147483647"
+    assert info.value.message == f"{field} must be a whole number from {bounds}."
+
+
+def test_user_list_takes_the_largest_offset(env) -> None:
+    register_many(env, 2)
+    assert env.auth.user.list(offset=2**31 - 1) == []
+    assert len(env.auth.user.list(limit=1000, offset=1)) == 1
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "mongo"])
+def test_user_list_bounds_are_typed_errors_on_real_backends(backend, tmp_path) -> None:
+    # Before the bounds, SQLite raised an untyped OverflowError for a huge offset and took limit=True as 1.
+    require("peewee" if backend == "sqlite" else "mongomock")
+    from mindmesh_auth import MindmeshAuth
+    from mindmesh_auth.testing import Outbox, test_config
+
+    if backend == "sqlite":
+        store: object = f"sqlite:///{tmp_path}/users.db"
+    else:
+        import mongomock
+
+        from mindmesh_auth.adapters.mongo import MongoStore
+
+        store = MongoStore(mongomock.MongoClient(tz_aware=True)["mm_admin_rules"])
+    with MindmeshAuth(store=store, mailer=Outbox(), config=test_config()) as auth:
+        auth.create_schema()
+        user = auth.auth.register(EMAIL, PASSWORD)
+        for kwargs, field in (({"offset": 2**63}, "offset"), ({"limit": True}, "limit"), ({"offset": True}, "offset")):
+            with pytest.raises(ValidationError) as info:
+                auth.user.list(**kwargs)
+            assert info.value.field == field
+        assert auth.user.list(offset=2**31 - 1) == []
+        assert [u.id for u in auth.user.list(limit=1)] == [user.id]
 
 
 # -- sessions ---------------------------------------------------------------------------------
@@ -344,7 +390,7 @@ def test_audit_query_default_limit_is_one_hundred(env) -> None:
     assert len(env.auth.audit.query()) == 100
 
 
-@pytest.mark.parametrize("limit", [0, -5, 10_001, "10", 2.0, None])
+@pytest.mark.parametrize("limit", [0, -5, 10_001, "10", 2.0, None, True])
 def test_audit_query_rejects_limits_outside_the_bounds(env, limit) -> None:
     with pytest.raises(ValidationError) as info:
         env.auth.audit.query(limit=limit)

@@ -10,8 +10,8 @@ from mindmesh_auth import AuthConfig, ConfigurationError, MindmeshAuth
 from mindmesh_auth.adapters.memory import MemoryStore
 from mindmesh_auth.testing import Outbox
 
-JWT = "j" * 20 + "-jwt-secret-value-0123456789"
-REFRESH = "r" * 20 + "-refresh-secret-value-0123456789"
+JWT = "cfg-jwt-Pk3Wd8Zr1Nv6Hx4Ts9Lb2Qm7Fc5Ye0Ga"  # random, fixed for the tests
+REFRESH = "cfg-rfr-Bu6Ej1Xo9Ks4Vn7Ra2Mi8Tw3Hy5Lc0Qd"
 SMTP_PASS = "smtp-Pa55word-that-must-not-show"
 
 
@@ -80,9 +80,11 @@ def test_secret_shorter_than_32_characters_is_refused_naming_the_variable(variab
     assert "x" * 31 not in str(info.value)
 
 
-def test_secret_of_exactly_32_characters_is_accepted() -> None:
-    config = AuthConfig.from_mapping(seed_env(AUTH_JWT_SECRET="a" * 32, AUTH_REFRESH_SECRET="b" * 32))
-    assert config.jwt_secret == "a" * 32
+def test_random_secret_of_exactly_32_characters_is_accepted() -> None:
+    jwt_secret, refresh_secret = "Zq8vT3nLp0XwYc7RbK2mHs5dFg9JtA4e", "h7WmQ2xP9rLk4VtZ8cN3bF6sD1gJyE5u"
+    config = AuthConfig.from_mapping(seed_env(AUTH_JWT_SECRET=jwt_secret, AUTH_REFRESH_SECRET=refresh_secret))
+    assert len(jwt_secret) == len(refresh_secret) == 32
+    assert (config.jwt_secret, config.refresh_secret) == (jwt_secret, refresh_secret)
 
 
 @pytest.mark.parametrize("placeholder", ["your-secret-key-here", "  YOUR-SECRET-KEY-HERE  ", "changeme"])
@@ -93,11 +95,13 @@ def test_placeholder_secret_from_the_seed_env_example_is_refused(placeholder: st
     assert "AUTH_JWT_SECRET" in str(info.value)
 
 
-def test_placeholder_padded_to_32_characters_is_only_judged_by_length() -> None:
-    # The code compares placeholders exactly (after strip/lower): a padded one is long enough and passes.
+def test_placeholder_padded_to_32_characters_is_refused() -> None:
     padded = "your-secret-key-here" + "-padded-to-length"
     assert len(padded) >= 32
-    assert AuthConfig.from_mapping(seed_env(AUTH_JWT_SECRET=padded)).jwt_secret == padded
+    with pytest.raises(ConfigurationError) as info:
+        AuthConfig.from_mapping(seed_env(AUTH_JWT_SECRET=padded))
+    assert info.value.variable == "AUTH_JWT_SECRET"
+    assert padded not in str(info.value)
 
 
 def test_equal_jwt_and_refresh_secrets_are_refused() -> None:
@@ -189,7 +193,7 @@ def test_key_rotation_variable_rejects_a_short_previous_secret() -> None:
 
 
 def test_key_rotation_variable_is_a_comma_separated_list() -> None:
-    old1, old2 = "o" * 40, "p" * 40
+    old1, old2 = "old1-Dx7Kq2Wm9Bv4Zs1Hn6Tc3Rf8Lj5Gp0Ye", "old2-Mu4Ra9Ct2Xw7Fe1Jb6Sn3Kz8Vq5Ho0Pi"
     config = AuthConfig.from_mapping(seed_env(AUTH_JWT_PREVIOUS_SECRETS=f"{old1}, {old2}"))
     assert config.previous_jwt_secrets == (old1, old2)
 

@@ -1,7 +1,9 @@
 """AuthConfig.from_env: every variable it reads, its unit, its default, and every refusal.
 
 Each test runs in an empty temporary directory, so a stray ``.env`` in the
-working directory is never read unless the test writes one.
+working directory is never read unless the test writes one. Values weaker than
+the policy for environment settings (tests/unit/test_core_config_policy.py) are
+loaded with ``allow_weak_settings=True`` where a test needs them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import pytest
 from mindmesh_auth import AuthConfig, ConfigurationError, Limit
 from mindmesh_auth.testing import test_config
 
-JWT = "jwt-secret-for-env-tests-0123456789abcdef"
-REFRESH = "refresh-secret-for-env-tests-0123456789abcdef"
+JWT = "za8THsCcB2cmoNMypSO0X57qxfAEA9BuB2Zai8jB"  # random, fixed for the tests
+REFRESH = "Xz3_wKi49ZJVREPr_LyFKHLOyuC-a0nUngoi9bj2"
 SECRETS = {"AUTH_JWT_SECRET": JWT, "AUTH_REFRESH_SECRET": REFRESH}
 
 OPTIONAL_VARIABLES = (
@@ -65,6 +67,10 @@ def load(**variables: str) -> AuthConfig:
     return AuthConfig.from_env(environ={**SECRETS, **variables})
 
 
+def load_weak(**variables: str) -> AuthConfig:
+    return AuthConfig.from_env(environ={**SECRETS, **variables}, allow_weak_settings=True)
+
+
 def refused(**variables: str) -> ConfigurationError:
     with pytest.raises(ConfigurationError) as info:
         load(**variables)
@@ -92,7 +98,7 @@ def refused_config(**fields: Any) -> ConfigurationError:
         ("AUTH_REFRESH_GRACE_SECONDS", "2.5", "refresh_grace_period", timedelta(milliseconds=2500)),
         ("AUTH_BCRYPT_ROUNDS", "10", "bcrypt_rounds", 10),
         ("AUTH_PASSWORD_MIN_LENGTH", "15", "password_min_length", 15),
-        ("AUTH_PASSWORD_PEPPER", "pepper-from-the-environment", "password_pepper", "pepper-from-the-environment"),
+        ("AUTH_PASSWORD_PEPPER", "Qm4vT9zK2pLw7RxN5cHd8Jf3Bg6Ys1Ua", "password_pepper", "Qm4vT9zK2pLw7RxN5cHd8Jf3Bg6Ys1Ua"),
         ("AUTH_OTP_HASH", "bcrypt", "otp_hash", "bcrypt"),
         ("AUTH_OTP_HASH", "hmac", "otp_hash", "hmac"),
         ("AUTH_NO_IP_LIMIT_FACTOR", "3", "no_ip_limit_factor", 3),
@@ -126,7 +132,7 @@ def test_integer_variable_with_a_fraction_is_not_a_number(variable: str) -> None
 
 
 def test_previous_jwt_secrets_are_split_on_commas_and_blank_entries_dropped() -> None:
-    old1, old2 = "o" * 40, "p" * 40
+    old1, old2 = "old1-Dx7Kq2Wm9Bv4Zs1Hn6Tc3Rf8Lj5Gp0Ye", "old2-Mu4Ra9Ct2Xw7Fe1Jb6Sn3Kz8Vq5Ho0Pi"
     config = load(AUTH_JWT_PREVIOUS_SECRETS=f" {old1} ,, {old2}, ")
     assert config.previous_jwt_secrets == (old1, old2)
 
@@ -241,7 +247,7 @@ def test_the_number_range_includes_both_ends() -> None:
     assert load(AUTH_REFRESH_GRACE_SECONDS="0").refresh_grace_period == timedelta(0)
     assert load(SMTP_TIMEOUT="0").smtp_timeout == 0.0
     assert load(SMTP_TIMEOUT="1000000").smtp_timeout == 1_000_000.0
-    assert load(SESSION_DAYS="1000000").session_ttl == timedelta(days=1_000_000)
+    assert load_weak(SESSION_DAYS="1000000").session_ttl == timedelta(days=1_000_000)
 
 
 def test_just_above_the_number_range_is_refused() -> None:
@@ -255,7 +261,7 @@ def test_just_above_the_number_range_is_refused() -> None:
 
 @pytest.mark.parametrize("rounds", ["4", "31"])
 def test_bcrypt_rounds_bounds_are_accepted(rounds: str) -> None:
-    assert load(AUTH_BCRYPT_ROUNDS=rounds).bcrypt_rounds == int(rounds)
+    assert load_weak(AUTH_BCRYPT_ROUNDS=rounds).bcrypt_rounds == int(rounds)
 
 
 @pytest.mark.parametrize("rounds", ["3", "32"])
@@ -267,7 +273,7 @@ def test_bcrypt_rounds_one_past_the_bounds_is_refused(rounds: str) -> None:
 
 @pytest.mark.parametrize("length", ["1", "1024"])
 def test_password_min_length_from_1_up_to_the_max_length_is_accepted(length: str) -> None:
-    assert load(AUTH_PASSWORD_MIN_LENGTH=length).password_min_length == int(length)
+    assert load_weak(AUTH_PASSWORD_MIN_LENGTH=length).password_min_length == int(length)
 
 
 @pytest.mark.parametrize("length", ["0", "1025"])
@@ -441,7 +447,8 @@ def test_a_short_secret_is_refused_with_a_hint_to_generate_one(variable: str) ->
 
 
 def test_a_previous_secret_of_exactly_32_characters_is_accepted() -> None:
-    assert load(AUTH_JWT_PREVIOUS_SECRETS="q" * 32).previous_jwt_secrets == ("q" * 32,)
+    previous = "Cz7Mw2Hq9Xv4Bn1Ks6Ft3Lr8Jd5Gy0Pe"  # 32 characters
+    assert load(AUTH_JWT_PREVIOUS_SECRETS=previous).previous_jwt_secrets == (previous,)
 
 
 def test_equal_secrets_are_refused_with_a_message_naming_both() -> None:
@@ -454,10 +461,28 @@ def test_equal_secrets_are_refused_with_a_message_naming_both() -> None:
 # -- where from_env reads from -----------------------------------------------------------------
 
 
-def test_from_env_reads_dot_env_in_the_working_directory_by_default(tmp_path: Path) -> None:
+def test_from_env_reads_dot_env_in_the_working_directory_by_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in (*OPTIONAL_VARIABLES, *SECRETS):
+        monkeypatch.delenv(variable, raising=False)
     (tmp_path / ".env").write_text(f"AUTH_JWT_SECRET={JWT}\nAUTH_REFRESH_SECRET={REFRESH}\nAUTH_APP_NAME=From Dotenv\n")
-    config = AuthConfig.from_env(environ={})
+    config = AuthConfig.from_env()
     assert (config.jwt_secret, config.app_name) == (JWT, "From Dotenv")
+
+
+def test_from_env_with_a_mapping_does_not_read_dot_env(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AUTH_APP_NAME=From Dotenv\nSMTP_HOST=smtp.from-dotenv.test\n")
+    config = AuthConfig.from_env(environ=SECRETS)
+    assert (config.app_name, config.smtp_host) == ("Mindmesh", None)
+    (tmp_path / ".env").write_text(f"AUTH_JWT_SECRET={JWT}\nAUTH_REFRESH_SECRET={REFRESH}\n")
+    with pytest.raises(ConfigurationError) as info:  # a .env holding the secrets does not supply them either
+        AuthConfig.from_env(environ={})
+    assert info.value.variable == "AUTH_JWT_SECRET"
+
+
+def test_from_env_with_a_mapping_reads_an_env_file_passed_explicitly(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AUTH_APP_NAME=From Dotenv\n")
+    assert AuthConfig.from_env(environ=SECRETS, env_file=".env").app_name == "From Dotenv"
+    assert AuthConfig.from_env(environ=SECRETS, env_file=tmp_path / ".env").app_name == "From Dotenv"
 
 
 def test_from_env_ignores_dot_env_when_env_file_is_none(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from mindmesh_auth.testing import FakeClock, Outbox, SeededRandomness, test_conf
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
-SECRET = "test-refresh-secret-" + "r" * 32
+SECRET = "crypto-test-Ux6Nv1Qb8Ke3Wz5Lr9Tm2Yf7Hs4Dj0Pa"
 PURPOSES = ("refresh", "otp", "reset", "successor")
 URLSAFE = re.compile(r"[A-Za-z0-9_-]*")
 

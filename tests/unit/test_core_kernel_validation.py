@@ -25,8 +25,8 @@ from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
-PEPPER_A = "pepper-a-" + "a" * 32
-PEPPER_B = "pepper-b-" + "b" * 32
+PEPPER_A = "pepper-a-Nt4Hc9Vz2Qk7Lw1Ps6Xe3Mb8Rg5Jd0Yu"
+PEPPER_B = "pepper-b-Gf2Wy7Ke4Zo9Tr1Bx6Ln3Qs8Vc5Hm0Ja"
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from mindmesh_auth.testing import FakeClock, Outbox, SeededRandomness, test_conf
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
 JWT_SECRET = test_config().jwt_secret
-OLD_SECRET = "previous-jwt-secret-" + "p" * 32
-OTHER_SECRET = "another-secret-entirely-" + "z" * 32
+OLD_SECRET = "prev-jwt-Lw3Kx8Vq1Zn6Bt4Ry9Mc2Hd7Sf5Gp0Ej"
+OTHER_SECRET = "other-Ow5Ja2Xv8Cn3Mq7Tb1Ks9Yh4Rd6Pg0Fu"
 
 
 def claims_of(token: str) -> dict:
@@ -391,3 +391,44 @@ def test_a_token_minted_before_a_deploy_still_verifies_after_it(previous) -> Non
         "ada@example.com",
     )
     assert (claims.issued_at, claims.expires_at) == (minted, minted + timedelta(minutes=15))
+
+
+# -- the salted kid --------------------------------------------------------------------------------------
+
+SALT = "kid-salt-Rb6Vn1Xq8Lm3Tz5Hk9Wc2Pd7Fs4Gy0J"
+OLD_SALT = "kid-salt-Qa2Ze7Mu4Ci9Ow1Ex6Bj3Nt8Kp5Hr0L"
+
+
+def mint(c: AccessTokenCodec) -> str:
+    return c.encode(user_id="u-1", session_id="s-1", email="ada@example.com", now=NOW, rng=SeededRandomness(3))
+
+
+def test_the_salted_kid_depends_on_the_salt_and_is_not_the_unsalted_hash() -> None:
+    unsalted = hashlib.sha256(b"mindmesh-auth/kid/" + JWT_SECRET.encode()).hexdigest()[:16]
+    kid = jwt.get_unverified_header(mint(codec(kid_salts=(SALT,))))["kid"]
+    assert kid != unsalted
+    assert kid == jwt.get_unverified_header(mint(codec(kid_salts=(SALT,))))["kid"]  # stable
+    assert kid != jwt.get_unverified_header(mint(codec(kid_salts=(OLD_SALT,))))["kid"]
+    assert jwt.get_unverified_header(mint(codec()))["kid"] == unsalted  # no salt: the legacy kid
+
+
+def test_a_token_with_the_legacy_kid_still_verifies_under_a_salted_codec() -> None:
+    legacy = mint(codec())
+    assert codec(kid_salts=(SALT,)).decode(legacy, NOW).user_id == "u-1"
+
+
+def test_a_token_under_a_previous_salt_verifies_until_the_previous_secrets_expire() -> None:
+    before = mint(codec(kid_salts=(OLD_SALT,)))
+    after = codec(kid_salts=(SALT, OLD_SALT), previous_expire_at=NOW + timedelta(minutes=1))
+    assert after.decode(before, NOW).user_id == "u-1"
+    with pytest.raises(InvalidToken):
+        after.decode(before, NOW + timedelta(minutes=1))
+    assert after.decode(mint(after), NOW + timedelta(minutes=1)).user_id == "u-1"  # the current kid never expires
+
+
+def test_a_previous_signing_key_stops_at_the_expiry_even_under_its_legacy_kid() -> None:
+    old_token = mint(codec(OLD_SECRET))
+    rotated = codec(previous=(OLD_SECRET,), kid_salts=(SALT,), previous_expire_at=NOW + timedelta(minutes=1))
+    assert rotated.decode(old_token, NOW).user_id == "u-1"
+    with pytest.raises(InvalidToken):
+        rotated.decode(old_token, NOW + timedelta(minutes=1))

@@ -23,7 +23,7 @@ from mindmesh_auth.testing import test_config
 PASSWORD = "correct horse battery staple"
 EMAIL = "ada@example.com"
 JWT_SECRET = test_config().jwt_secret
-OTHER_SECRET = "another-secret-entirely-" + "z" * 32
+OTHER_SECRET = "other-Ow5Ja2Xv8Cn3Mq7Tb1Ks9Yh4Rd6Pg0Fu"
 
 
 @pytest.fixture
@@ -219,7 +219,7 @@ def test_token_signed_with_a_previous_secret_verifies_during_rotation(make_env) 
     old_env = make_env()
     old_env.auth.auth.register(EMAIL, PASSWORD)
     old_token = old_env.login(EMAIL).access_token
-    new_secret = "rotated-jwt-secret-" + "n" * 32
+    new_secret = "rotated-jwt-Ie7Fk2Wn9Bs4Qt1Gv6Zp3Xl8Ca5Dm0"
     rotated = old_env.auth.config.with_changes(jwt_secret=new_secret, previous_jwt_secrets=(JWT_SECRET,))
     auth = MindmeshAuth(store=old_env.store, mailer=old_env.outbox, config=rotated, clock=old_env.clock)
     assert auth.auth.get_user_from_token(old_token).email == EMAIL
@@ -234,7 +234,7 @@ def test_token_signed_with_a_previous_secret_verifies_during_rotation(make_env) 
 
 
 def test_rotated_config_signs_new_tokens_with_the_new_secret(make_env) -> None:
-    new_secret = "rotated-jwt-secret-" + "n" * 32
+    new_secret = "rotated-jwt-Ie7Fk2Wn9Bs4Qt1Gv6Zp3Xl8Ca5Dm0"
     env = make_env(jwt_secret=new_secret, previous_jwt_secrets=(JWT_SECRET,))
     env.auth.auth.register(EMAIL, PASSWORD)
     token = env.login(EMAIL).access_token

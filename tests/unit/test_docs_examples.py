@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))  # for _ci, as the other test modules do
 
 
 def python_blocks(path: Path) -> list[str]:
@@ -62,3 +63,83 @@ def test_demo_defaults_to_a_fresh_sqlite_file(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "on sqlite:///" in proc.stdout and "demo complete" in proc.stdout
+
+
+def _readme_dev_env_script() -> str:
+    blocks = re.findall(r"```sh\n(cat > \.env <<EOF\n.*?\nEOF\n)```", (ROOT / "README.md").read_text(), flags=re.S)
+    assert len(blocks) == 1, "README.md has one development .env block (cat > .env <<EOF ... EOF)"
+    return blocks[0]
+
+
+def _write_readme_dev_env(tmp_path: Path) -> Path:
+    # Run the README's block as pasted: it generates the secrets with python3 -c '... secrets.token_urlsafe(48)'.
+    proc = subprocess.run(["bash", "-euc", _readme_dev_env_script()], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    return tmp_path / ".env"
+
+
+def test_readme_has_no_fixed_example_secrets() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert not re.search(r"""(jwt_secret|refresh_secret|password_pepper)\s*=\s*["']""", text)
+    assert not re.search(r"^AUTH_(JWT|REFRESH)_SECRET=(?!\.\.\.|\$\()", text, flags=re.M)
+
+
+def test_readme_dev_env_parses_for_a_local_smtp_server(tmp_path: Path) -> None:
+    from mindmesh_auth import AuthConfig
+
+    env_file = _write_readme_dev_env(tmp_path)
+    config = AuthConfig.from_env(environ={}, env_file=env_file)
+    assert config.smtp_security == "none"
+    assert (config.smtp_host, config.smtp_port) == ("localhost", 1025)
+    assert config.smtp_user is None
+    assert config.app_name == "My App"
+    assert config.database_url == "sqlite:///auth.db"
+    secrets_ = [config.jwt_secret, config.refresh_secret, config.password_pepper]
+    assert len(set(secrets_)) == 3 and all(len(s) >= 32 for s in secrets_)
+    # Generated afresh each time, never a fixed example.
+    again = AuthConfig.from_env(environ={}, env_file=_write_readme_dev_env(tmp_path))
+    assert again.jwt_secret != config.jwt_secret
+
+
+def test_readme_dev_env_sends_the_code_to_a_local_smtp_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The sample as pasted, against a plain SMTP server on loopback; only the port differs (1025 may be taken).
+    import email
+    import email.policy
+    import socket
+
+    from _ci import require  # type: ignore[import-not-found]
+
+    controller_mod = require("aiosmtpd.controller")
+    from mindmesh_auth import AuthConfig, MindmeshAuth
+
+    received: list[email.message.EmailMessage] = []
+
+    class Handler:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            raw = envelope.original_content or envelope.content  # type: ignore[attr-defined]
+            received.append(email.message_from_bytes(raw, policy=email.policy.default))  # type: ignore[arg-type]
+            return "250 Message accepted"
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = controller_mod.Controller(Handler(), hostname="127.0.0.1", port=port, ready_timeout=30.0)
+    controller.start()
+    try:
+        env_file = _write_readme_dev_env(tmp_path)
+        monkeypatch.chdir(tmp_path)
+        config = AuthConfig.from_env(environ={"SMTP_PORT": str(port)}, env_file=env_file)
+        auth = MindmeshAuth(config=config)
+        try:
+            auth.create_schema()
+            auth.set_context(ip_address="203.0.113.7", user_agent="pytest")
+            auth.auth.register("ada@example.com", "correct horse battery staple")
+            auth.auth.login("ada@example.com", "correct horse battery staple")
+        finally:
+            auth.close()
+    finally:
+        controller.stop()
+    assert len(received) == 1
+    assert received[0]["Subject"] == "Your My App sign-in code"
+    assert received[0]["To"] == "ada@example.com"
+    assert (tmp_path / "auth.db").exists()

@@ -208,7 +208,9 @@ def test_string_that_looks_like_an_operator_is_just_a_string(store: MongoStore) 
 @pytest.fixture
 def auth(db: Any) -> Iterator[tuple[MindmeshAuth, Outbox]]:
     outbox = Outbox()
-    config = AuthConfig(jwt_secret="a" * 40, refresh_secret="b" * 40, bcrypt_rounds=4)
+    config = AuthConfig(
+        jwt_secret="Ms5Qe8Wt2Ry7Ui4Op1As6Df3Gh9Jk0Lz", refresh_secret="Xc4Vb7Nm2Qw9Er5Ty8Ui1Op6As3Df0Gh", bcrypt_rounds=4
+    )
     facade = MindmeshAuth(store=MongoStore(db), mailer=outbox, config=config)
     facade.create_schema()
     facade.auth.register("ada@example.com", PASSWORD)
@@ -569,7 +571,9 @@ def test_mongomock_url_gives_a_working_store() -> None:
 
 def test_facade_accepts_a_mongomock_url() -> None:
     outbox = Outbox()
-    config = AuthConfig(jwt_secret="a" * 40, refresh_secret="b" * 40, bcrypt_rounds=4)
+    config = AuthConfig(
+        jwt_secret="Ms5Qe8Wt2Ry7Ui4Op1As6Df3Gh9Jk0Lz", refresh_secret="Xc4Vb7Nm2Qw9Er5Ty8Ui1Op6As3Df0Gh", bcrypt_rounds=4
+    )
     with MindmeshAuth(store="mongomock://facade_demo", mailer=outbox, config=config) as facade:
         facade.create_schema()
         user = facade.auth.register("ada@example.com", PASSWORD, nickname="ada")

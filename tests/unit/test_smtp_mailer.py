@@ -191,7 +191,13 @@ def otp_message(to: str = "alice@example.test") -> OutgoingMessage:
 
 
 def config(**kwargs: Any) -> AuthConfig:
-    return AuthConfig(jwt_secret="a" * 40, refresh_secret="b" * 40, bcrypt_rounds=4, **kwargs)
+    return AuthConfig(
+        jwt_secret="rxKnXH22mvYyisTpeIqcUr6AaRDUDQH3UgOPjHKuL2fwBn-Z",
+        refresh_secret="I4yNTeRRahIRc_3T0EBCkpWPaD-B21xdTm9ucjHoofrxZH4R",
+        bcrypt_rounds=4,
+        allow_test_email_domains=True,
+        **kwargs,
+    )
 
 
 # --------------------------------------------------------------------------- delivery

@@ -131,9 +131,9 @@ def test_auth_database_url_reaches_a_plugin_store(journal: Path, tmp_path: Path,
     for name in ("DATABASE_URL", "SMTP_HOST", "AUTH_PASSWORD_PEPPER", "AUTH_JWT_PREVIOUS_SECRETS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTH_DATABASE_URL", f"journal://{journal}")
-    monkeypatch.setenv("AUTH_JWT_SECRET", "j" * 40)
-    monkeypatch.setenv("AUTH_REFRESH_SECRET", "r" * 40)
-    monkeypatch.setenv("AUTH_BCRYPT_ROUNDS", "4")
+    monkeypatch.setenv("AUTH_JWT_SECRET", "plugins-jwt-Rk5Xa8Ft3Lv1Nc7Qw9Bm2Hz4Sd6Jp0Ue")
+    monkeypatch.setenv("AUTH_REFRESH_SECRET", "plugins-rfr-Tm2Ow6Gy9Kb4Xe1Vs7Ca3Pq8Ln5Zh0Dj")
+    monkeypatch.setenv("AUTH_BCRYPT_ROUNDS", "10")
     assert AuthConfig.from_env().database_url == f"journal://{journal}"
     outbox = Outbox()
     with MindmeshAuth(mailer=outbox) as auth:  # config and store from the environment

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import attrs
 from pymongo import ASCENDING, DESCENDING
 from pymongo.database import Database
+from pymongo.errors import OperationFailure
 
 from ...core.errors import ConfigurationError
 from ...core.ports import Store
+from ...core.schema import SCHEMA_VERSION, MigrationPlan, SchemaStatus
 from ._common import translate_errors
 from ._unit import UnitOfWork
 from .repositories import MongoAudit, MongoOtps, MongoRateLimits, MongoResetTokens, MongoSessions, MongoUsers
@@ -36,6 +40,76 @@ DEFAULT_COLLECTIONS: Mapping[str, str] = {
 # One lock for every store over a mongomock database: mongomock runs
 # find-then-write in Python, so it is not atomic across threads (a real server is).
 _MONGOMOCK_LOCK = threading.RLock()
+
+
+@attrs.frozen
+class _IndexSpec:
+    """An index the store wants: on the logical collection ``collection``."""
+
+    collection: str
+    keys: tuple[tuple[str, int], ...]
+    name: str
+    unique: bool = False
+    sparse: bool = False
+    expire_after: int | None = None
+
+    def options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.unique:
+            options["unique"] = True
+        if self.sparse:
+            options["sparse"] = True
+        if self.expire_after is not None:
+            options["expireAfterSeconds"] = self.expire_after
+        return options
+
+    def matches(self, info: Mapping[str, Any]) -> bool:
+        """Whether an existing index (``index_information()`` entry) is this one."""
+        keys = tuple((str(k), int(d)) for k, d in info.get("key", ()))
+        expire = info.get("expireAfterSeconds")
+        return (
+            keys == self.keys
+            and bool(info.get("unique", False)) == self.unique
+            and bool(info.get("sparse", False)) == self.sparse
+            and (None if expire is None else int(expire)) == self.expire_after
+        )
+
+
+@attrs.frozen
+class _IndexOp:
+    collection: str  # logical
+    collection_name: str
+    action: str  # "create" or "drop"
+    name: str
+    spec: _IndexSpec | None
+
+    def describe(self) -> str:
+        if self.action == "drop":
+            return f"{self.collection_name}.dropIndex({json.dumps(self.name)})"
+        assert self.spec is not None
+        keys = "{" + ", ".join(f"{json.dumps(k)}: {d}" for k, d in self.spec.keys) + "}"
+        options = json.dumps({"name": self.name, **self.spec.options()})
+        return f"{self.collection_name}.createIndex({keys}, {options})"
+
+
+_OUR_INDEX_NAMES = frozenset(
+    {
+        "email_unique",
+        "created_at_id",
+        "refresh_hash_unique",
+        "user_id_created_at",
+        "previous_hash",
+        "email_purpose_unique",
+        "id_unique",
+        "user_id",
+        "occurred_at_seq",
+        "user_id_occurred_at",
+        "email_occurred_at",
+        "expires_at_ttl",
+        "expires_at",
+    }
+)
+"""Every index name the store has ever created: index sync may drop these (and no other)."""
 
 
 def _is_mongomock(database: Any) -> bool:
@@ -204,35 +278,90 @@ class MongoStore(Store):
         """Create the indexes (collections appear on first write). Idempotent."""
         self.ensure_indexes()
 
+    def _index_specs(self) -> list[_IndexSpec]:
+        """Every index the repositories use, by logical collection."""
+        specs = [
+            _IndexSpec("users", (("email", ASCENDING),), "email_unique", unique=True),
+            _IndexSpec("users", (("created_at", ASCENDING), ("_id", ASCENDING)), "created_at_id"),
+            _IndexSpec("sessions", (("refresh_hash", ASCENDING),), "refresh_hash_unique", unique=True),
+            _IndexSpec("sessions", (("user_id", ASCENDING), ("created_at", DESCENDING)), "user_id_created_at"),
+            _IndexSpec("sessions", (("previous_hash", ASCENDING),), "previous_hash", sparse=True),
+            _IndexSpec("otps", (("email", ASCENDING), ("purpose", ASCENDING)), "email_purpose_unique", unique=True),
+            _IndexSpec("otps", (("id", ASCENDING),), "id_unique", unique=True),
+            _IndexSpec("reset_tokens", (("user_id", ASCENDING),), "user_id"),
+            _IndexSpec("audit", (("occurred_at", ASCENDING), ("_id", ASCENDING)), "occurred_at_seq"),
+            _IndexSpec("audit", (("user_id", ASCENDING), ("occurred_at", ASCENDING), ("_id", ASCENDING)), "user_id_occurred_at"),
+            _IndexSpec("audit", (("email", ASCENDING), ("occurred_at", ASCENDING), ("_id", ASCENDING)), "email_occurred_at"),
+        ]
+        for logical in ("sessions", "retired_tokens", "otps", "reset_tokens", "rate_limits"):
+            if self.ttl_indexes:
+                specs.append(_IndexSpec(logical, (("expires_at", ASCENDING),), "expires_at_ttl", expire_after=0))
+            else:
+                specs.append(_IndexSpec(logical, (("expires_at", ASCENDING),), "expires_at"))
+        return specs
+
     def ensure_indexes(self) -> None:
         """Create every index the repositories use. Idempotent (``create_index`` is)."""
         c = self._collections
         with translate_errors():
-            c["users"].create_index([("email", ASCENDING)], unique=True, name="email_unique")
-            c["users"].create_index([("created_at", ASCENDING), ("_id", ASCENDING)], name="created_at_id")
+            for spec in self._index_specs():
+                c[spec.collection].create_index(list(spec.keys), name=spec.name, **spec.options())
 
-            c["sessions"].create_index([("refresh_hash", ASCENDING)], unique=True, name="refresh_hash_unique")
-            c["sessions"].create_index([("user_id", ASCENDING), ("created_at", DESCENDING)], name="user_id_created_at")
-            c["sessions"].create_index([("previous_hash", ASCENDING)], sparse=True, name="previous_hash")
+    # -- index sync (migrate) ------------------------------------------------------
+    def _index_operations(self) -> list[_IndexOp]:
+        """What :meth:`migrate` does: drop the store's own indexes that are not
+        as wanted (other options, or a TTL index that ``ttl_indexes`` no longer
+        wants), then create the missing ones. Indexes the store did not name are
+        left alone."""
+        ours = _OUR_INDEX_NAMES
+        ops: list[_IndexOp] = []
+        by_collection: dict[str, list[_IndexSpec]] = {}
+        for spec in self._index_specs():
+            by_collection.setdefault(spec.collection, []).append(spec)
+        with translate_errors():
+            for logical, specs in by_collection.items():
+                collection = self._collections[logical]
+                existing = collection.index_information()
+                dropped: set[str] = set()
+                for spec in specs:
+                    have = existing.get(spec.name)
+                    if have is not None and spec.matches(have):
+                        continue
+                    if have is not None:
+                        ops.append(_IndexOp(logical, collection.name, "drop", spec.name, spec))
+                        dropped.add(spec.name)
+                    for name, info in existing.items():
+                        same_keys = [tuple(k) for k in info.get("key", ())] == list(spec.keys)
+                        if name != spec.name and name in ours and name not in dropped and same_keys:
+                            ops.append(_IndexOp(logical, collection.name, "drop", name, None))
+                            dropped.add(name)
+                    ops.append(_IndexOp(logical, collection.name, "create", spec.name, spec))
+        return ops
 
-            c["otps"].create_index([("email", ASCENDING), ("purpose", ASCENDING)], unique=True, name="email_purpose_unique")
-            c["otps"].create_index([("id", ASCENDING)], unique=True, name="id_unique")
+    def schema_status(self) -> SchemaStatus:
+        """MongoDB records no schema version (documents carry their own fields);
+        ``pending`` lists the index operations :meth:`migrate` would run."""
+        pending = tuple(op.describe() for op in self._index_operations())
+        return SchemaStatus(current=SCHEMA_VERSION, expected=SCHEMA_VERSION, pending=pending)
 
-            c["reset_tokens"].create_index([("user_id", ASCENDING)], name="user_id")
-
-            c["audit"].create_index([("occurred_at", ASCENDING), ("_id", ASCENDING)], name="occurred_at_seq")
-            c["audit"].create_index(
-                [("user_id", ASCENDING), ("occurred_at", ASCENDING), ("_id", ASCENDING)], name="user_id_occurred_at"
-            )
-            c["audit"].create_index(
-                [("email", ASCENDING), ("occurred_at", ASCENDING), ("_id", ASCENDING)], name="email_occurred_at"
-            )
-
-            for logical in ("sessions", "retired_tokens", "otps", "reset_tokens", "rate_limits"):
-                if self.ttl_indexes:
-                    c[logical].create_index([("expires_at", ASCENDING)], name="expires_at_ttl", expireAfterSeconds=0)
-                else:
-                    c[logical].create_index([("expires_at", ASCENDING)], name="expires_at")
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        """Index sync: create missing indexes, re-create the store's own indexes whose
+        options changed (``ttl_indexes`` switched, say). ``dry_run=True`` lists the
+        operations and changes nothing. Each operation is idempotent: running it
+        again finishes a sync that stopped half-way."""
+        ops = self._index_operations()
+        statements = tuple(op.describe() for op in ops)
+        if not dry_run:
+            with translate_errors():
+                for op in ops:
+                    collection = self._collections[op.collection]
+                    if op.action == "drop":
+                        with contextlib.suppress(OperationFailure):  # already gone (a rerun)
+                            collection.drop_index(op.name)
+                    else:
+                        assert op.spec is not None
+                        collection.create_index(list(op.spec.keys), name=op.spec.name, **op.spec.options())
+        return MigrationPlan(SCHEMA_VERSION, SCHEMA_VERSION, statements, applied=not dry_run)
 
     # -- lifecycle -----------------------------------------------------------------
     def drop(self) -> None:

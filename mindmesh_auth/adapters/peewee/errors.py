@@ -47,6 +47,7 @@ from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import peewee
+from playhouse.pool import MaxConnectionsExceeded
 
 from ...core.errors import (
     DuplicateKeyError,
@@ -176,6 +177,7 @@ def _dbapi_classes(module: Any) -> tuple[tuple[type[BaseException], type[Storage
 
 
 BY_CLASS: tuple[tuple[type[BaseException], type[StorageError]], ...] = (
+    (MaxConnectionsExceeded, StorageUnavailable),  # playhouse.pool: no free connection within its timeout
     (peewee.OperationalError, StorageUnavailable),
     (peewee.InterfaceError, StorageUnavailable),
     (peewee.PeeweeException, StorageError),
@@ -276,13 +278,13 @@ def _schema_mismatch(table: str | None, column: str | None) -> SchemaMismatch:
     if column is not None:
         where = f"table {table!r} has no column {column!r}" if table else f"column {column!r} does not exist"
         message = (
-            f"{prefix}{where}. Run a migration that adds it "
+            f"{prefix}{where}. Run the migration that adds it: `mindmesh-auth migrate` or auth.migrate() "
             "(create_schema() creates missing tables only; it does not add columns)."
         )
     elif table is not None:
-        message = f"{prefix}table {table!r} does not exist. Run create_schema() or a migration."
+        message = f"{prefix}table {table!r} does not exist. Run create_schema() or the migration (`mindmesh-auth migrate`)."
     else:
-        message = f"{prefix}a table or column is missing. Run create_schema() or a migration."
+        message = f"{prefix}a table or column is missing. Run create_schema() or the migration (`mindmesh-auth migrate`)."
     error = SchemaMismatch(message)
     error.table = table  # type: ignore[attr-defined]
     error.column = column  # type: ignore[attr-defined]

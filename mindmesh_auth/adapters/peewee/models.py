@@ -44,6 +44,7 @@ TABLE_KEYS = (
     "reset_tokens",
     "rate_limits",
     "audit_events",
+    "schema_version",
 )
 
 
@@ -172,9 +173,11 @@ class Models:
     Counter: Any
     Audit: Any
     user_extra_fields: tuple[Any, ...]
+    Version: Any = None
 
     def all(self) -> list[type[peewee.Model]]:
-        return [self.User, self.Session, self.Retired, self.Otp, self.Reset, self.Counter, self.Audit]
+        """Every table of the store, the schema version record last."""
+        return [self.User, self.Session, self.Retired, self.Otp, self.Reset, self.Counter, self.Audit, self.Version]
 
 
 def resolve_table_names(table_prefix: str, table_names: dict[str, str] | None) -> dict[str, str]:
@@ -273,4 +276,13 @@ def build_models(database: Any, names: dict[str, str], user_model: type[BaseUser
 
         Meta = meta(names["audit_events"], indexes=((("occurred_at", "id"), False),))
 
-    return Models(User, Session, Retired, Otp, Reset, Counter, Audit, extras)
+    class Version(peewee.Model):
+        """The schema version record: one row (``id`` 1), see :mod:`.migrations`."""
+
+        id = peewee.IntegerField(primary_key=True)
+        version = peewee.IntegerField()
+        updated_at = EpochMillisField()
+
+        Meta = meta(names["schema_version"])
+
+    return Models(User, Session, Retired, Otp, Reset, Counter, Audit, extras, Version)

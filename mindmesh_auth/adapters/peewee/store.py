@@ -52,7 +52,9 @@ from ...core.ports import (
     Store,
     UserRepository,
 )
+from ...core.schema import MigrationPlan, SchemaStatus
 from ...wiring import require_driver
+from . import migrations
 from ._pipeline import PipelinedPostgresqlDatabase
 from .errors import _family_and_code, log, report, translate, translate_errors
 from .models import (
@@ -1397,7 +1399,8 @@ class PeeweeStore(Store):
     frozen server. :meth:`from_url` also sets the driver's own timeouts from it.
     ``prepared_token_check=False`` runs the PostgreSQL token check as a plain
     parameterised query instead of a server-side prepared statement (for
-    PgBouncer in transaction mode before 1.21).
+    PgBouncer in transaction mode: its prepared-statement tracking covers
+    protocol-level statements, not SQL PREPARE).
     """
 
     def __init__(
@@ -1420,6 +1423,7 @@ class PeeweeStore(Store):
         self._watchdog_after = None if limit is None else limit + min(1.0, limit)
         self.table_names = resolve_table_names(table_prefix, table_names)
         self.models = build_models(database, self.table_names, user_model)
+        _private_sqlite_file(database)
         self._guard: Any = contextlib.nullcontext()
         self._returning: bool | None = None
         self._statements: dict[str, _Statement] = {}  # see _Repo._run
@@ -1629,9 +1633,47 @@ class PeeweeStore(Store):
 
     # Lifecycle -----------------------------------------------------------
     def create_schema(self) -> None:
-        """Create the tables and indexes if they do not exist (idempotent)."""
+        """Create the tables and indexes if they do not exist (idempotent), and
+        record the schema version on an empty database.
+
+        Raises ``SchemaMismatch`` (nothing changed) when the tables are older
+        than the store: no version recorded (a release before versions were
+        recorded), an older version, or a column of the models (the app's user
+        model's too) missing from its table. :meth:`migrate` upgrades them.
+        """
         with self._guard, _TRANSLATE:
-            self.database.create_tables(self.models.all(), safe=True)
+            db = self._concrete_database()
+            migrations.create(db, self.models)
+
+    def schema_status(self) -> SchemaStatus:
+        """The recorded schema version and what :meth:`migrate` would do (reads only)."""
+        with self._guard, _TRANSLATE:
+            return migrations.status(self._concrete_database(), self.models)
+
+    def migrate(self, *, dry_run: bool = False) -> MigrationPlan:
+        """Bring the tables to the current schema version, add the columns of the
+        models that the tables lack (the app's user model's own columns too) and
+        create missing tables and indexes; record the version last.
+
+        ``dry_run=True`` returns the statements that would run and changes
+        nothing. One transaction on PostgreSQL and SQLite (all or nothing); on
+        MySQL/MariaDB each DDL statement commits on its own, and running
+        ``migrate`` again finishes a migration that stopped half-way. A column
+        that is NOT NULL without a default cannot be added to existing rows:
+        ``ConfigurationError``, nothing changed. Run it from one process at a time
+        (a deploy step), not from every app instance.
+        """
+        with self._guard, _TRANSLATE:
+            db = self._concrete_database()
+            if dry_run:
+                return migrations.plan(db, self.models)
+            return migrations.migrate(db, self.models)
+
+    def _concrete_database(self) -> peewee.Database:
+        db = resolve_database(self.database)
+        if db is None:
+            raise ConfigurationError("The store's DatabaseProxy is not initialised.")
+        return db
 
     def drop_schema(self) -> None:
         """Drop the store's tables (tests and tear-down only)."""
@@ -1732,6 +1774,31 @@ class _Unit:
             raise error
         report(mapped)
         raise mapped from None
+
+
+def _private_sqlite_file(database: Any) -> None:
+    """Create a SQLite database file that does not exist yet readable by its owner only (0600).
+
+    SQLite creates a file with mode 0644 (less the umask) and gives the ``-wal``
+    and ``-shm`` files the main file's mode, so the three stay private. An
+    existing file is left as it is; in-memory, temporary and ``file:`` URI
+    databases have no file to create. If the file cannot be created here (no
+    such folder), opening the database reports it.
+    """
+    db = resolve_database(database)
+    if not isinstance(db, peewee.SqliteDatabase):
+        return
+    name = db.database
+    if not isinstance(name, str | os.PathLike):
+        return
+    path = os.fspath(name)
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError:  # it exists (left as it is), or cannot be made here
+        return
+    os.close(fd)
 
 
 def _database_from_url(url: str) -> tuple[peewee.Database, bool]:

@@ -104,6 +104,12 @@ class UserRepositoryContract(StoreFixtures):
         assert [u.id for u in store.users.list()] == [_user(n).id for n in (1, 2, 3)]
         assert [u.id for u in store.users.list(limit=1, offset=1)] == [_user(2).id]
 
+    def test_users_list_takes_the_largest_offset_the_core_allows(self, store: Store) -> None:
+        # auth.user.list lets offsets up to 2**31-1 (core/admin.py MAX_LIST_OFFSET) reach the store.
+        store.users.add(_user(1))
+        assert store.users.list(limit=1000, offset=2**31 - 1) == []
+        assert [u.id for u in store.users.list(limit=1000, offset=0)] == [_user(1).id]
+
     def test_parallel_registration_of_one_email_creates_one_user(self, store: Store) -> None:
         threads = self.race_threads
 
