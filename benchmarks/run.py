@@ -46,6 +46,7 @@ def config(rounds: int) -> AuthConfig:
         refresh_secret=secrets.token_urlsafe(48),
         bcrypt_rounds=rounds,
         reset_delivery_in_background=False,
+        otp_delivery_in_background=False,  # the operations table measures the whole send; the oracles section turns it on
         otp_send_limit=UNLIMITED,
         otp_account_failure_limit=UNLIMITED,
         login_ip_limit=UNLIMITED,
@@ -53,6 +54,9 @@ def config(rounds: int) -> AuthConfig:
         login_email_limit=UNLIMITED,
         reset_email_limit=UNLIMITED,
         reset_ip_limit=UNLIMITED,
+        # Throughput figures: every core hashes and no call is refused (benchmarks/flood.py measures the bound).
+        hash_workers=os.cpu_count() or 1,
+        hash_queue_limit=100_000,
     )
 
 
@@ -278,6 +282,9 @@ def run_operations(backend: Backend, rounds: int, quick: bool) -> dict[str, Any]
             "ratio_get_user_to_floor": out["get_user_from_token"]["p50_ms"] / (pct(floor_t, 50) * 1e3),
         }
 
+    if backend.raw is not None:
+        out["token_check"] = token_check(backend, store, auth, login, fast_n)
+
     # Timing uniformity of failed logins.
     from mindmesh_auth import InvalidCredentials
 
@@ -301,6 +308,215 @@ def run_operations(backend: Backend, rounds: int, quick: bool) -> dict[str, Any]
         store.drop_schema()
     auth.close()
     return out
+
+
+# -- the token check: verified-token cache and token size ------------------------
+def seed_claims_token(secret: str, user_id: str, session_id: str, email: str) -> str:
+    """A token carrying only what the npm package's token carries: userId, sessionId, email, iat, exp."""
+    iat = int(time.time())
+    payload = {"userId": user_id, "sessionId": session_id, "email": email, "iat": iat, "exp": iat + 900}
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def token_check(backend: Backend, store: Store, auth: MindmeshAuth, login: Any, n: int) -> dict[str, Any]:
+    """get_user_from_token with the cache off and on, full and lean tokens, against the raw floor of a
+    seed-claims token (pyjwt.decode + one indexed join through the plain driver). The variants run in
+    interleaved rounds so a drift of the machine affects them alike; ratios are of the p50s."""
+    assert backend.raw is not None
+    cfg = auth._kernel.config
+    outbox = Outbox()
+    variants_auth = {
+        "cache off": MindmeshAuth(store=store, mailer=outbox, config=cfg.with_changes(token_cache_size=0)),
+        "cache on": MindmeshAuth(store=store, mailer=outbox, config=cfg.with_changes(token_cache_size=10_000)),
+        "lean, cache off": MindmeshAuth(
+            store=store, mailer=outbox, config=cfg.with_changes(token_cache_size=0, access_token_claims="lean")
+        ),
+        "lean, cache on": MindmeshAuth(
+            store=store, mailer=outbox, config=cfg.with_changes(token_cache_size=10_000, access_token_claims="lean")
+        ),
+    }
+    user_id, email, sid = login.user.id, login.user.email, login.session_id
+    k = auth._kernel
+    lean_k = variants_auth["lean, cache off"]._kernel
+    full_token = login.access_token
+    lean_token = lean_k.codec.encode(user_id=user_id, session_id=sid, email=email, now=k.now(), rng=k.rng)
+    seed_token = seed_claims_token(cfg.jwt_secret, user_id, sid, email)
+    query = backend.raw(store)
+    secret, aud, iss = cfg.jwt_secret, cfg.jwt_audience, cfg.jwt_issuer
+
+    def floor() -> None:
+        jwt.decode(seed_token, secret, algorithms=["HS256"])
+        query(sid)
+
+    timed: dict[str, Callable[[], Any]] = {"raw floor (seed-claims token)": floor}
+    for name, a in variants_auth.items():
+        token = lean_token if name.startswith("lean") else full_token
+        timed[f"get_user_from_token, {name}"] = lambda a=a, token=token: a.auth.get_user_from_token(token)
+    full_codec_off, lean_codec_off = variants_auth["cache off"]._kernel.codec, lean_k.codec
+    on_codec = variants_auth["cache on"]._kernel.codec
+    sizes: dict[str, Callable[[], Any]] = {
+        "seed-claims token, pyjwt.decode": lambda: jwt.decode(seed_token, secret, algorithms=["HS256"]),
+        "full token, pyjwt.decode": lambda: jwt.decode(full_token, secret, algorithms=["HS256"], audience=aud, issuer=iss),
+        "lean token, pyjwt.decode": lambda: jwt.decode(lean_token, secret, algorithms=["HS256"], audience=aud, issuer=iss),
+        "full token, codec.decode": lambda: full_codec_off.decode(full_token, k.now()),
+        "lean token, codec.decode": lambda: lean_codec_off.decode(lean_token, k.now()),
+        "full token, codec.decode cached": lambda: on_codec.decode(full_token, k.now()),
+    }
+    length = {"seed-claims": len(seed_token), "full": len(full_token), "lean": len(lean_token)}
+    samples: dict[str, list[float]] = {name: [] for name in [*timed, *sizes]}
+    rounds = 3
+    for _ in range(rounds):
+        for name, fn in [*timed.items(), *sizes.items()]:
+            samples[name] += sample(fn, max(1, n // rounds))
+    floor_ms = pct(samples["raw floor (seed-claims token)"], 50) * 1e3
+    checks = {}
+    for name in timed:
+        row = summary(samples[name])
+        row["ratio_to_floor"] = row["p50_ms"] / floor_ms
+        checks[name] = row
+    decode = {}
+    for name in sizes:
+        kind = name.split(" token")[0]
+        decode[name] = {"chars": length[kind], "p50_us": pct(samples[name], 50) * 1e6}
+    for a in variants_auth.values():
+        a.close()
+    return {"checks": checks, "decode": decode}
+
+
+def print_token_check(t: dict[str, Any], w: Callable[[str], Any]) -> None:
+    w(f"token check{'':<36}{'ops/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'x floor':>9}\n")
+    for name, r in t["checks"].items():
+        w(f"  {name:<45}{r['ops_per_s']:>10.0f}{r['p50_ms']:>10.4f}{r['p99_ms']:>10.4f}{r['ratio_to_floor']:>8.2f}x\n")
+    w(f"decode time per token size{'':<21}{'chars':>10}{'p50 us':>10}\n")
+    for name, r in t["decode"].items():
+        w(f"  {name:<45}{r['chars']:>10}{r['p50_us']:>10.1f}\n")
+
+
+# -- oracles: answers and times that must not depend on the account --------------
+class _AcceptAll:
+    """aiosmtpd handler: accepts every recipient and message, keeps nothing."""
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        return "250 OK"
+
+
+def _interleaved(
+    a: Callable[[], Any], b: Callable[[], Any], n: int, after: Callable[[], Any] | None = None
+) -> tuple[list[float], list[float]]:
+    """Time ``a`` and ``b`` alternately (the order swapped every round); ``after`` runs untimed after each call."""
+    ta: list[float] = []
+    tb: list[float] = []
+    for i in range(n):
+        pair = [(a, ta), (b, tb)] if i % 2 == 0 else [(b, tb), (a, ta)]
+        for fn, out in pair:
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+            if after is not None:
+                after()
+    return ta, tb
+
+
+def run_oracles(rounds: int, quick: bool) -> dict[str, Any]:
+    """Two account oracles of issue 11, as ratios of interleaved medians (1.00 = indistinguishable):
+    a failed login against an account whose stored hash is a cost-10 ``$2b$`` (imported from the npm
+    package) vs an unknown address (dummy check at the configured cost); and ``otp.send`` for a known
+    vs an unknown address through ``SmtpMailer`` to a real SMTP server (aiosmtpd) on loopback."""
+    from aiosmtpd.controller import Controller
+
+    from mindmesh_auth import InvalidCredentials
+    from mindmesh_auth.adapters.memory import MemoryStore
+    from mindmesh_auth.adapters.smtp import SmtpMailer
+
+    n = 10 if quick else 60
+    out: dict[str, Any] = {"iterations": n}
+    cheap_cost = 10 if rounds > 10 else max(4, rounds - 1)  # the npm package's cost, below the configured one
+    # Login: one account per round (no per-account counter grows), a fresh IP per call.
+    store = MemoryStore()
+    cfg = config(rounds)
+    with MindmeshAuth(store=store, mailer=Outbox(), config=cfg.with_changes(bcrypt_rounds=4)) as setup:
+        legacy = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(cheap_cost)).decode()
+        emails = []
+        for i in range(n + 3):
+            user = setup.auth.register(f"cheap{i}@example.com", PASSWORD)
+            store.users.set_password_hash(user.id, legacy, setup._kernel.now())
+            emails.append(user.email)
+    with MindmeshAuth(store=store, mailer=Outbox(), config=cfg) as auth:
+        known, unknown = iter(emails), iter(f"nobody{i}@example.com" for i in range(n + 3))
+        ips = iter(f"198.51.{i // 250}.{i % 250 + 1}" for i in range(4 * n + 12))
+
+        def failed(addresses: Any) -> Callable[[], None]:
+            def call() -> None:
+                auth.set_context(ip_address=next(ips))
+                try:
+                    auth.auth.login(next(addresses), "not the password at all")
+                except InvalidCredentials:
+                    return
+                raise AssertionError("a wrong password must be refused")
+
+            return call
+
+        for _ in range(3):  # warm-up (also measures the configured cost once)
+            failed(known)()
+            failed(unknown)()
+        tk, tu = _interleaved(failed(known), failed(unknown), n)
+    out["login_cheap_hash_vs_unknown"] = {
+        "stored_cost": cheap_cost,
+        "configured_cost": rounds,
+        "cheap_hash_p50_ms": pct(tk, 50) * 1e3,
+        "unknown_p50_ms": pct(tu, 50) * 1e3,
+        "ratio": pct(tk, 50) / pct(tu, 50),
+    }
+    # otp.send through a real SMTP conversation on loopback.
+    import socket
+
+    with socket.socket() as probe:  # a free port (aiosmtpd cannot report one it picked itself)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(_AcceptAll(), hostname="127.0.0.1", port=port, ready_timeout=30.0)
+    controller.start()
+    try:
+        mailer = SmtpMailer("127.0.0.1", port, sender="no-reply@example.com", security="none", timeout=10.0)
+        store = MemoryStore()
+        with MindmeshAuth(store=store, mailer=Outbox(), config=cfg.with_changes(bcrypt_rounds=4)) as setup:
+            setup.auth.register("known@example.com", PASSWORD)
+        with MindmeshAuth(store=store, mailer=mailer, config=cfg.with_changes(otp_delivery_in_background=True)) as auth:
+            auth.set_context(ip_address="198.51.100.7")
+
+            def send(address: str) -> Callable[[], None]:
+                return lambda: auth.otp.send(address, "email_verify")
+
+            def settle() -> None:
+                auth.wait_for_background_work(timeout=30.0)
+
+            for _ in range(3):
+                send("known@example.com")()
+                settle()
+            tk, tu = _interleaved(send("known@example.com"), send("nobody@example.com"), n * 3, after=settle)
+            delivered = len(auth.audit.query(types=["OTP_SENT"], limit=1000))
+    finally:
+        controller.stop()
+    out["otp_send_known_vs_unknown"] = {
+        "known_p50_ms": pct(tk, 50) * 1e3,
+        "unknown_p50_ms": pct(tu, 50) * 1e3,
+        "ratio": pct(tk, 50) / pct(tu, 50),
+        "mails_accepted": delivered,
+    }
+    return out
+
+
+def print_oracles(o: dict[str, Any], w: Callable[[str], Any]) -> None:
+    w(f"\n== oracles (interleaved medians, {o['iterations']} rounds; within 5% means 0.95..1.05) ==\n")
+    lg = o["login_cheap_hash_vs_unknown"]
+    w(
+        f"failed login, stored $2b${lg['stored_cost']:02d}$ vs unknown address (cost {lg['configured_cost']}): "
+        f"{lg['cheap_hash_p50_ms']:.2f} ms vs {lg['unknown_p50_ms']:.2f} ms, ratio {lg['ratio']:.3f}\n"
+    )
+    ot = o["otp_send_known_vs_unknown"]
+    w(
+        f"otp.send over SMTP (aiosmtpd, loopback), known vs unknown: {ot['known_p50_ms']:.3f} ms vs "
+        f"{ot['unknown_p50_ms']:.3f} ms, ratio {ot['ratio']:.3f} ({ot['mails_accepted']} mails accepted)\n"
+    )
 
 
 # -- scale --------------------------------------------------------------------
@@ -470,6 +686,8 @@ def print_report(report: dict[str, Any], stream: Any = sys.stdout) -> None:
                 f"(decode {f['jwt_decode_p50_ms']:.3f} + query {f['raw_query_p50_ms']:.3f}); "
                 f"get_user_from_token / floor = {f['ratio_get_user_to_floor']:.2f}x\n"
             )
+        if "token_check" in data:
+            print_token_check(data["token_check"], w)
         t = data["failed_login_timing"]
         w(
             f"failed login median: unknown email {t['unknown_email_p50_ms']:.2f} ms, wrong password "
@@ -494,6 +712,8 @@ def print_report(report: dict[str, Any], stream: Any = sys.stdout) -> None:
             w(f"{'threads':<10}{'get_user_from_token':>22}{'login':>10}\n")
             for t in ("1", "2", "4", "8"):
                 w(f"{t:<10}{c['get_user_from_token'][t]:>22.1f}{c['login'][t]:>10.1f}\n")
+    if report.get("oracles"):
+        print_oracles(report["oracles"], w)
     for s in report.get("skipped", []):
         w(f"skipped backend: {s}\n")
 
@@ -505,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer iterations (a smoke run)")
     parser.add_argument("--skip-scale", action="store_true")
     parser.add_argument("--skip-concurrency", action="store_true")
+    parser.add_argument("--skip-oracles", action="store_true")
+    parser.add_argument("--only-oracles", action="store_true", help="run only the account-oracle ratios")
     parser.add_argument("--scale-sizes", default="1000,100000,1000000")
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "latest.json"))
     args = parser.parse_args(argv)
@@ -520,7 +742,9 @@ def main(argv: list[str] | None = None) -> int:
         "operations": {},
     }
     with tempfile.TemporaryDirectory(prefix="mindmesh-bench-") as tmp:
-        backends, skipped = reachable_backends(args.backends.split(","), prefix, Path(tmp))
+        if args.only_oracles:
+            args.backends, args.skip_scale, args.skip_concurrency = "", True, True
+        backends, skipped = reachable_backends([b for b in args.backends.split(",") if b], prefix, Path(tmp))
         report["skipped"] = skipped
         for backend in backends:
             print(f"running {backend.name} ...", file=sys.stderr, flush=True)
@@ -531,6 +755,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.skip_concurrency:
             print("running concurrency ...", file=sys.stderr, flush=True)
             report["concurrency"] = run_concurrency(args.bcrypt_rounds, args.quick)
+        if not args.skip_oracles:
+            print("running oracles ...", file=sys.stderr, flush=True)
+            report["oracles"] = run_oracles(args.bcrypt_rounds, args.quick)
     report["seconds"] = time.perf_counter() - started
     print_report(report)
     print(f"\ntotal {report['seconds']:.0f} s", flush=True)

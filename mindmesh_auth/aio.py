@@ -3,8 +3,13 @@
     auth = AsyncMindmeshAuth(MindmeshAuth(store=..., mailer=..., config=...))
     result = await auth.auth.login(email, password)
 
-Every call runs the synchronous facade in a bounded thread pool; the caller's
-context (``set_context``) travels with the call.
+Every call runs the synchronous facade on a thread pool; the caller's context
+(``set_context``) travels with the call. Calls that may run bcrypt (register,
+login, password reset and change; the code checks too with ``otp_hash="bcrypt"``)
+run on a pool of their own, ``hash_workers`` threads with at most
+``hash_queue_limit`` calls waiting (beyond that: ``Overloaded`` at once), so
+token checks, refreshes and admin reads never queue behind password hashing
+(docs/performance.md, "Password hashing under load").
 """
 
 from __future__ import annotations
@@ -12,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
+import threading
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from typing import Any, cast
 
+from .core.errors import Overloaded
 from .core.models import (
     AuditEvent,
     AuditEventType,
@@ -30,6 +37,7 @@ from .core.models import (
 )
 from .core.schema import MigrationPlan, SchemaStatus
 from .facade import MindmeshAuth
+from .hashing import hashing_operations
 
 __all__ = ["AsyncAudit", "AsyncAuth", "AsyncMindmeshAuth", "AsyncOtp", "AsyncPassword", "AsyncSessions", "AsyncUsers"]
 
@@ -37,9 +45,15 @@ Runner = Callable[..., Awaitable[Any]]
 
 
 class _AsyncGroup:
-    def __init__(self, group: Any, run: Runner) -> None:
+    def __init__(self, group: Any, run: Runner, run_hashing: Runner, hashing: Sequence[str] = ()) -> None:
         self._group = group
         self._run = run
+        self._run_hashing = run_hashing
+        self._hashing = frozenset(hashing)
+
+    def _runner(self, name: str) -> Runner:
+        """The hashing pool for the methods that may run bcrypt, the general pool for the rest."""
+        return self._run_hashing if name in self._hashing else self._run
 
     def __repr__(self) -> str:
         return f"<async {type(self._group).__name__}>"
@@ -51,15 +65,29 @@ class AsyncAuth(_AsyncGroup):
     async def register(
         self, email: str, password: str, *, context: RequestContext | None = None, **profile: Any
     ) -> User:
-        return cast(User, await self._run(self._group.register, email, password, context=context, **profile))
+        return cast(User, await self._runner("register")(self._group.register, email, password, context=context, **profile))
 
-    async def login(self, email: str, password: str, *, context: RequestContext | None = None) -> LoginChallenge:
-        return cast(LoginChallenge, await self._run(self._group.login, email, password, context=context))
+    async def login(
+        self, email: str, password: str, *, context: RequestContext | None = None, device_token: str | None = None
+    ) -> LoginChallenge:
+        return cast(
+            LoginChallenge,
+            await self._runner("login")(self._group.login, email, password, context=context, device_token=device_token),
+        )
 
     async def verify_otp(
-        self, email: str, code: str, purpose: str = "login", *, context: RequestContext | None = None
+        self,
+        email: str,
+        code: str,
+        purpose: str = "login",
+        *,
+        handle: str | None = None,
+        context: RequestContext | None = None,
     ) -> LoginResult:
-        return cast(LoginResult, await self._run(self._group.verify_otp, email, code, purpose, context=context))
+        return cast(
+            LoginResult,
+            await self._runner("verify_otp")(self._group.verify_otp, email, code, purpose, handle=handle, context=context),
+        )
 
     async def get_user_from_token(self, access_token: str) -> User:
         return cast(User, await self._run(self._group.get_user_from_token, access_token))
@@ -81,10 +109,10 @@ class AsyncOtp(_AsyncGroup):
     """``auth.otp`` for asyncio."""
 
     async def send(self, email: str, purpose: str, *, context: RequestContext | None = None) -> None:
-        await self._run(self._group.send, email, purpose, context=context)
+        await self._runner("send")(self._group.send, email, purpose, context=context)
 
     async def verify(self, email: str, code: str, purpose: str, *, context: RequestContext | None = None) -> bool:
-        return cast(bool, await self._run(self._group.verify, email, code, purpose, context=context))
+        return cast(bool, await self._runner("verify")(self._group.verify, email, code, purpose, context=context))
 
 
 class AsyncPassword(_AsyncGroup):
@@ -94,7 +122,7 @@ class AsyncPassword(_AsyncGroup):
         await self._run(self._group.request_reset, email, context=context)
 
     async def reset(self, token: str, new_password: str, *, context: RequestContext | None = None) -> None:
-        await self._run(self._group.reset, token, new_password, context=context)
+        await self._runner("reset")(self._group.reset, token, new_password, context=context)
 
     async def change(
         self,
@@ -105,7 +133,7 @@ class AsyncPassword(_AsyncGroup):
         keep_session_id: str | None = None,
         context: RequestContext | None = None,
     ) -> None:
-        await self._run(
+        await self._runner("change")(
             self._group.change, user_id, current_password, new_password, keep_session_id=keep_session_id, context=context
         )
 
@@ -172,26 +200,71 @@ class AsyncAudit(_AsyncGroup):
 
 
 class AsyncMindmeshAuth:
-    """``await auth.auth.login(...)``, ``await auth.otp.send(...)``, ... on a thread pool.
+    """``await auth.auth.login(...)``, ``await auth.otp.send(...)``, ... on thread pools.
 
-    ``max_workers`` bounds concurrent bcrypt and database work (default: the
-    pool size of :class:`concurrent.futures.ThreadPoolExecutor`).
+    ``max_workers`` sizes the general pool (token checks, refresh, logout,
+    admin calls; default: the pool size of
+    :class:`concurrent.futures.ThreadPoolExecutor`). The calls that may run
+    bcrypt use a second pool sized by the facade's hashing gate
+    (``config.hash_workers``, default one less than the CPU count); when
+    ``hash_workers + hash_queue_limit`` of them are already running or
+    waiting, the next one raises ``Overloaded`` without waiting.
     """
 
     def __init__(self, sync: MindmeshAuth, *, max_workers: int | None = None) -> None:
         self.sync = sync
+        gate = sync.hashing
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="mindmesh-auth")
-        self.auth = AsyncAuth(sync.auth, self._call)
-        self.otp = AsyncOtp(sync.otp, self._call)
-        self.password = AsyncPassword(sync.password, self._call)
-        self.user = AsyncUsers(sync.user, self._call)
-        self.sessions = AsyncSessions(sync.sessions, self._call)
-        self.audit = AsyncAudit(sync.audit, self._call)
+        self._hash_executor = ThreadPoolExecutor(max_workers=gate.workers, thread_name_prefix="mindmesh-auth-hash")
+        self._hash_capacity = gate.capacity
+        self._hash_retry_after = gate.retry_after
+        self._hash_lock = threading.Lock()
+        self._hash_pending = 0
+        ops = self._hashing_ops = hashing_operations(sync.config)
+        self.auth = AsyncAuth(sync.auth, self._call, self._call_hashing, ops.get("auth", ()))
+        self.otp = AsyncOtp(sync.otp, self._call, self._call_hashing, ops.get("otp", ()))
+        self.password = AsyncPassword(sync.password, self._call, self._call_hashing, ops.get("password", ()))
+        self.user = AsyncUsers(sync.user, self._call, self._call_hashing)
+        self.sessions = AsyncSessions(sync.sessions, self._call, self._call_hashing)
+        self.audit = AsyncAudit(sync.audit, self._call, self._call_hashing)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
         ctx = contextvars.copy_context()
         return await loop.run_in_executor(self._executor, functools.partial(ctx.run, fn, *args, **kwargs))
+
+    async def _call_hashing(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn`` on the hashing pool; ``Overloaded`` at once if the pool's queue is at its bound.
+
+        A call counts from its submission until its thread is done with it (or
+        it is cancelled before it started), so a caller that gave up waiting
+        does not free a place while its hash still runs."""
+        with self._hash_lock:
+            if self._hash_pending >= self._hash_capacity:
+                self.sync.hashing.note_refused()
+                raise Overloaded(retry_after=self._hash_retry_after)
+            self._hash_pending += 1
+        ctx = contextvars.copy_context()
+        try:
+            future: Future[Any] = self._hash_executor.submit(ctx.run, fn, *args, **kwargs)
+        except BaseException:
+            self._hash_done()
+            raise
+        future.add_done_callback(self._hash_done)
+        return await asyncio.wrap_future(future)
+
+    def _hash_done(self, _future: object = None) -> None:
+        with self._hash_lock:
+            self._hash_pending -= 1
+
+    def _call_for(self, group: str, name: str) -> Runner:
+        """The runner for ``sync.<group>.<name>``: the hashing pool if that operation may run bcrypt."""
+        return self._call_hashing if name in self._hashing_ops.get(group, ()) else self._call
+
+    @property
+    def hashing_pending(self) -> int:
+        """Calls on the hashing pool now, running or waiting."""
+        return self._hash_pending
 
     def set_context(self, ip_address: str | None = None, user_agent: str | None = None) -> None:
         """Set the client IP and user agent for the current task."""
@@ -215,6 +288,7 @@ class AsyncMindmeshAuth:
     async def aclose(self) -> None:
         await self._call(self.sync.close)
         self._executor.shutdown(wait=False)
+        self._hash_executor.shutdown(wait=False)
 
     async def __aenter__(self) -> AsyncMindmeshAuth:
         return self

@@ -24,6 +24,7 @@ from .core.ports import Clock, Mailer, Randomness, Store
 from .core.schema import MigrationPlan, SchemaStatus
 from .core.system import SystemClock, SystemRandomness
 from .core.templates import MessageTemplate, MessageTemplates
+from .hashing import HashingGate, hashing_operations
 
 PURGE_BATCH = 1000
 """Rows deleted per unit of work by ``purge_expired``."""
@@ -107,11 +108,15 @@ class MindmeshAuth:
         self._background = _MailQueue(config.mail_queue_size)
         engine = OtpEngine(self._kernel)
         self.auth = AuthService(self._kernel, engine)
-        self.otp = OtpService(self._kernel, engine)
+        self.otp = OtpService(self._kernel, engine, self._schedule)
         self.password = PasswordService(self._kernel, self._schedule)
         self.user = UserService(self._kernel)
         self.sessions = SessionService(self._kernel)
         self.audit = AuditService(self._kernel)
+        # At most hash_workers operations that run bcrypt at once, a bounded queue behind them,
+        # Overloaded beyond it (docs/performance.md); inside the observers, so they count refusals.
+        self.hashing = HashingGate.from_config(config)
+        self.hashing.guard_facade(self, hashing_operations(config))
         if observers:  # only then: without observers every service method stays the plain bound method
             from .observability import instrument
 
@@ -189,7 +194,7 @@ class MindmeshAuth:
 
     # -- background delivery ------------------------------------------------
     def _schedule(self, job: Callable[[], None]) -> None:
-        """Queue a mail job (reset requests). A full queue drops the job with a
+        """Queue a mail job (reset requests, ``otp.send``). A full queue drops the job with a
         warning: the caller's answer is the same either way."""
         ctx = contextvars.copy_context()
         if self._background.submit(lambda: ctx.run(_logged(job)), on_first=self._register_exit):

@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+import attrs
+
 from .models import AuditEvent, AuditEventType, RequestContext
 from .ports import AuditRepository
 
@@ -48,6 +50,8 @@ class Auditor:
     def __init__(self, repo: AuditRepository, observer: AuditObserver | None = None) -> None:
         self._repo = repo
         self._local = threading.local()
+        self._latest: datetime | None = None  # the latest occurred_at written (time only moves forward)
+        self._latest_lock = threading.Lock()
         self.observer: AuditObserver = observer or _ignore
         """Called with each written row's type (``observability``); a no-op by default."""
 
@@ -72,7 +76,7 @@ class Auditor:
         finally:
             self._local.pending = None
         if rows:
-            self._repo.append_many(rows)
+            self._repo.append_many([self._forward(row) for row in rows])
             for row in rows:
                 self.observer(row.type)
 
@@ -101,8 +105,17 @@ class Auditor:
         if pending is not None:
             pending.append(event)
         else:
-            self._repo.append(event)
+            self._repo.append(self._forward(event))
             self.observer(type)
+
+    def _forward(self, event: AuditEvent) -> AuditEvent:
+        """The event stamped no earlier than the latest row this auditor wrote: after the
+        clock steps back, ``occurred_at`` order stays the order the rows were written in."""
+        with self._latest_lock:
+            if self._latest is not None and event.occurred_at < self._latest:
+                return attrs.evolve(event, occurred_at=self._latest)
+            self._latest = event.occurred_at
+            return event
 
 
 def _ignore(type: AuditEventType) -> None:

@@ -226,6 +226,19 @@ class AuthConfig:
     mail_shutdown_grace: float = 10.0  # seconds close()/exit waits for queued mail
     app_name: str = "Mindmesh"
     reset_url: str | None = None  # e.g. "https://app.example/reset#token={token}"
+    otp_delivery_in_background: bool = True  # otp.send mails off the caller's path (no account oracle)
+    token_cache_size: int = 10_000  # verified access tokens kept in process (0: verify every time)
+    access_token_claims: str = "full"  # "lean": without the standard duplicates sub/sid
+    # Lockout-free throttling (docs/security.md "Budgets"): growing delays past the free
+    # failures of login_email_limit, a consecutive-failure cap per account and factor
+    # (NIST SP 800-63B 5.2.2: at most 100), device tokens that keep the owner out of it.
+    login_delay_base: timedelta = timedelta(seconds=2)
+    login_delay_max: timedelta = timedelta(minutes=15)
+    consecutive_failure_limit: int = 100
+    device_token_ttl: timedelta = timedelta(days=90)
+    clock_skew_tolerance: timedelta = timedelta(seconds=5)  # how far ahead a stored time may lie (servers' skew)
+    hash_workers: int | None = None  # password hashes at once (None: CPU count - 1, at least 1); docs/performance.md
+    hash_queue_limit: int | None = None  # hashing calls waiting at most, then Overloaded (None: 4 x hash_workers)
     database_url: str | None = None
     allow_test_email_domains: bool = False  # accept e.g. user@example.test (tests only); see configuration.md
 
@@ -283,6 +296,43 @@ class AuthConfig:
                 'SMTP_SECURITY must be "starttls", "tls" or "none".', variable="SMTP_SECURITY"
             )
         _check_mail_bounds(self)
+        skew = self.clock_skew_tolerance
+        if not isinstance(skew, timedelta) or not timedelta(0) <= skew <= timedelta(seconds=60):
+            raise ConfigurationError(
+                "The clock skew tolerance must be between 0 and 60 seconds.", variable="AUTH_CLOCK_SKEW_SECONDS"
+            )
+        if not timedelta(0) < self.login_delay_base <= self.login_delay_max:
+            raise ConfigurationError(
+                "login_delay_base must be positive and at most login_delay_max.", variable="login_delay_base"
+            )
+        cap = self.consecutive_failure_limit
+        if isinstance(cap, bool) or not isinstance(cap, int) or not 1 <= cap <= 100:
+            raise ConfigurationError(
+                "consecutive_failure_limit must be a whole number between 1 and 100 (NIST SP 800-63B 5.2.2).",
+                variable="consecutive_failure_limit",
+            )
+        if self.device_token_ttl <= timedelta(0):
+            raise ConfigurationError("device_token_ttl must be positive.", variable="device_token_ttl")
+        size = self.token_cache_size
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 1_000_000:
+            raise ConfigurationError(
+                "token_cache_size (AUTH_TOKEN_CACHE_SIZE) must be a whole number between 0 and 1000000.",
+                variable="AUTH_TOKEN_CACHE_SIZE",
+            )
+        if self.access_token_claims not in ("full", "lean"):
+            raise ConfigurationError(
+                'access_token_claims (AUTH_ACCESS_TOKEN_CLAIMS) must be "full" or "lean".',
+                variable="AUTH_ACCESS_TOKEN_CLAIMS",
+            )
+        for name, variable, low, high in (
+            ("hash_workers", "AUTH_HASH_WORKERS", 1, 1024),
+            ("hash_queue_limit", "AUTH_HASH_QUEUE_LIMIT", 0, 100_000),
+        ):
+            bound = getattr(self, name)
+            if bound is not None and (isinstance(bound, bool) or not isinstance(bound, int) or not low <= bound <= high):
+                raise ConfigurationError(
+                    f"{name} ({variable}) must be empty or a whole number between {low} and {high}.", variable=variable
+                )
 
     def __repr__(self) -> str:
         return (
@@ -427,6 +477,16 @@ class AuthConfig:
             kw["app_name"] = v
         if (v := text("AUTH_RESET_URL")) is not None:
             kw["reset_url"] = v
+        if (v := number("AUTH_TOKEN_CACHE_SIZE")) is not None:
+            kw["token_cache_size"] = v
+        if (v := text("AUTH_ACCESS_TOKEN_CLAIMS")) is not None:
+            kw["access_token_claims"] = v.lower()
+        if (v := number("AUTH_CLOCK_SKEW_SECONDS", float)) is not None:
+            kw["clock_skew_tolerance"] = timedelta(seconds=v)
+        if (v := number("AUTH_HASH_WORKERS")) is not None:
+            kw["hash_workers"] = v
+        if (v := number("AUTH_HASH_QUEUE_LIMIT")) is not None:
+            kw["hash_queue_limit"] = v
         if (v := text("AUTH_DATABASE_URL") or text("DATABASE_URL")) is not None:
             kw["database_url"] = v
         from_environment = set(kw) - set(overrides)

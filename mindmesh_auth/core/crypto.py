@@ -69,7 +69,7 @@ class KeyRing:
         root = secret.encode("utf-8")
         self._keys = {
             purpose: hmac.new(root, f"mindmesh-auth/{purpose}/v1".encode(), hashlib.sha256).digest()
-            for purpose in ("refresh", "otp", "reset", "successor", "rate_limit")
+            for purpose in ("refresh", "otp", "reset", "successor", "rate_limit", "login_handle", "device")
         }
         self._previous = tuple(KeyRing(old) for old in previous)
         self._expire_at = previous_expire_at

@@ -80,6 +80,8 @@ class Kernel:
             leeway=config.jwt_leeway,
             kid_salts=(config.refresh_secret, *config.previous_refresh_secrets),
             previous_expire_at=config.previous_secrets_expire_at,
+            claims=config.access_token_claims,
+            cache_size=config.token_cache_size,
         )
         for advice in config.weaknesses(clock.now()):
             log.warning(advice, extra={"mindmesh_auth_event": CONFIG_WEAKNESS_EVENT})
@@ -88,20 +90,24 @@ class Kernel:
         self._no_ip_warned = False
         self._no_ip_lock = threading.Lock()
 
-    def consume_ip(self, kind: str, limit: Limit, ctx: RequestContext, now: datetime) -> None:
+    def consume_ip(self, kind: str, limit: Limit, ctx: RequestContext, now: datetime) -> str:
         """Count one event against the client's per-IP budget ``kind:<ip>``; ``RateLimited`` if over it.
 
         A request without a client IP (a Unix socket, a peer that is not an IP)
         is not exempt: all of them share one bucket per kind, ``kind:none``,
         whose limit is ``limit`` times ``config.no_ip_limit_factor``, so one
         client cannot lock every other one out at once, nor bypass the limit.
+        Returns the counter's name (for ``limiter.refund``).
         """
         if ctx.ip_address:
-            self.limiter.consume(f"{kind}:{ip_bucket(ctx.ip_address)}", limit, now)
-            return
+            key = f"{kind}:{ip_bucket(ctx.ip_address)}"
+            self.limiter.consume(key, limit, now)
+            return key
         self._warn_no_ip()
         shared = Limit(limit.count * self.config.no_ip_limit_factor, limit.window)
-        self.limiter.consume(f"{kind}:{NO_IP_SUBJECT}", shared, now)
+        key = f"{kind}:{NO_IP_SUBJECT}"
+        self.limiter.consume(key, shared, now)
+        return key
 
     def _warn_no_ip(self) -> None:
         if self._no_ip_warned:
@@ -120,6 +126,12 @@ class Kernel:
 
     def now(self) -> datetime:
         return to_millis(self.clock.now())
+
+    def from_the_future(self, moment: datetime, now: datetime) -> bool:
+        """Whether a stored time lies after ``now`` by more than ``clock_skew_tolerance``:
+        the clock stepped back since it was recorded (or another server's runs ahead),
+        so the code, token or window recorded then counts as expired or used."""
+        return moment > now + self.config.clock_skew_tolerance
 
     def unit(self, work: Callable[[], T]) -> T:
         """Run ``work`` as one unit of work (``store.atomic()``): all of its writes or none.

@@ -22,6 +22,7 @@ __all__ = [
     "InvalidResetToken",
     "InvalidToken",
     "NotFound",
+    "Overloaded",
     "RateLimited",
     "RefreshTokenReused",
     "SchemaMismatch",
@@ -151,6 +152,19 @@ class RateLimited(AuthError):
     default_message = "Too many requests. Try again later."
 
     def __init__(self, retry_after: int, message: str | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
+
+
+class Overloaded(AuthError):
+    """Too many password hashes are already queued: the call was refused at once and
+    changed nothing. ``retry_after`` is the number of seconds to wait (HTTP 503 + Retry-After)."""
+
+    code = "overloaded"
+    status = 503
+    default_message = "The server is busy. Try again shortly."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
         super().__init__(message)
         self.retry_after = max(1, int(retry_after))
 

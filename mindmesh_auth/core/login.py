@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .crypto import KeyRing, new_id, random_token
 from .deps import Kernel
+from .devices import issue_device_token, read_device_token
 from .errors import (
     DuplicateKeyError,
     EmailAlreadyRegistered,
@@ -32,9 +33,9 @@ from .models import (
     TokenPair,
     User,
 )
-from .otp import OtpEngine
+from .otp import STREAK_WINDOW, OtpEngine
 
-__all__ = ["REFRESH_TOKEN_LENGTH", "AuthService"]
+__all__ = ["REFRESH_TOKEN_LENGTH", "AuthService", "admit_password_attempt", "login_counter_names"]
 
 REFRESH_TOKEN_BYTES = 96
 REFRESH_TOKEN_LENGTH = 128  # characters, as in the npm package
@@ -86,26 +87,47 @@ class AuthService:
             raise EmailAlreadyRegistered() from None
 
     # -- login ----------------------------------------------------------
-    def login(self, email: str, password: str, *, context: RequestContext | None = None) -> LoginChallenge:
+    def login(
+        self,
+        email: str,
+        password: str,
+        *,
+        context: RequestContext | None = None,
+        device_token: str | None = None,
+    ) -> LoginChallenge:
         """Step one: check the password and e-mail a login code.
 
         Unknown email, wrong password and blocked account fail identically
-        (``InvalidCredentials``), with the same bcrypt work.
+        (``InvalidCredentials``), with the same bcrypt work. The returned
+        challenge's ``handle`` binds the code to this login (``verify_otp(...,
+        handle=...)``). ``device_token`` (from an earlier ``LoginResult``) of this
+        account counts the attempt in that device's own budget, which failures
+        from elsewhere never spend (docs/security.md "Budgets").
         """
         k = self._k
         ctx = k.context(context)
         canonical = k.email(email)
         k.policy.check_type(password)
         now = k.now()
-        fail_key = f"login-fail:{canonical}"
+        device = read_device_token(k.keys, device_token, now)
+        user = k.store.users.get_by_email(canonical)
+        subject = canonical
+        if device is not None and user is not None and device.user_id == user.id:
+            mine = f"device:{device.user_id}:{device.device_id}"
+            capped = k.limiter.peek(f"login-streak:{mine}", now)
+            if capped is None or capped.count < k.config.consecutive_failure_limit:
+                subject = mine  # a device at its own cap falls back to the account's budget
         try:
-            k.consume_ip("login-ip", k.config.login_ip_limit, ctx, now)
-            # Counted before the check (atomic under races); a success clears it.
-            k.limiter.consume(fail_key, k.config.login_email_limit, now)
+            # Counted before bcrypt (atomic under races); a success gives it back.
+            ip_key = k.consume_ip("login-ip", k.config.login_ip_limit, ctx, now)
+            try:
+                admit_password_attempt(k, subject, now)
+            except RateLimited:
+                k.limiter.refund(ip_key, now)  # refused before any password check: not a failure
+                raise
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="login")
             raise
-        user = k.store.users.get_by_email(canonical)
         if user is None:
             k.hasher.verify_dummy(password)
             ok = False
@@ -117,16 +139,29 @@ class AuthService:
                 AuditEventType.LOGIN_FAILED, now, ctx, user_id=user.id if user else None, email=canonical, reason=reason
             )
             raise InvalidCredentials()
-        k.limiter.clear(fail_key)
+        k.limiter.refund(ip_key, now)
+        for key in _login_counters(subject):
+            k.limiter.clear(key)
         if k.hasher.needs_rehash(user.password_hash):
             k.store.users.set_password_hash(user.id, k.hasher.hash(password), now)
         self._otp.issue(user, "login", ctx)
-        return LoginChallenge(otp_required=True)
+        challenge = k.store.otps.get(canonical, "login")
+        return LoginChallenge(otp_required=True, handle=self._otp.handle_for(challenge) if challenge else None)
 
     def verify_otp(
-        self, email: str, code: str, purpose: str = "login", *, context: RequestContext | None = None
+        self,
+        email: str,
+        code: str,
+        purpose: str = "login",
+        *,
+        handle: str | None = None,
+        context: RequestContext | None = None,
     ) -> LoginResult:
-        """Step two: a correct login code opens a new session and returns its tokens."""
+        """Step two: a correct login code opens a new session and returns its tokens.
+
+        ``handle`` is ``LoginChallenge.handle`` of the login that sent the code.
+        Without it (the npm call shape) the submission is *unbound*: it counts
+        in a budget of its own and never spends the bound login's attempts."""
         k = self._k
         ctx = k.context(context)
         canonical = k.email(email)
@@ -136,6 +171,8 @@ class AuthService:
                 field="purpose",
             )
         entered = self._otp.parse_code(code)
+        if handle is not None and (not isinstance(handle, str) or not 0 < len(handle) <= 128):
+            raise ValidationError("The login handle must be the string login() returned.", field="handle")
         refresh_token = random_token(k.rng, REFRESH_TOKEN_BYTES)
         session_id = new_id(k.rng)
 
@@ -162,7 +199,7 @@ class AuthService:
             k.auditor.record(AuditEventType.LOGIN_SUCCESS, now, ctx, user_id=user.id, email=canonical, session_id=session_id)
             return user, now
 
-        outcome = self._otp.check(canonical, entered, "login", ctx, on_success=open_session)
+        outcome = self._otp.check(canonical, entered, "login", ctx, on_success=open_session, handle=handle, bindable=True)
         if outcome is None:
             k.auditor.record(AuditEventType.LOGIN_FAILED, k.now(), ctx, email=canonical, reason="invalid_otp")
             raise InvalidOtp()
@@ -179,6 +216,7 @@ class AuthService:
             user=user,
             session_id=session_id,
             expires_in=int(k.config.access_token_ttl.total_seconds()),
+            device_token=issue_device_token(k.keys, k.rng, user.id, now, k.config.device_token_ttl),
         )
 
     # -- the hot path ----------------------------------------------------
@@ -234,7 +272,9 @@ class AuthService:
             def rotate() -> bool:
                 # The rotation and its audit row commit together: a failure leaves
                 # the presented token current, so the client's retry is no replay.
-                if not k.store.sessions.rotate(live.id, token_hash, k.keys.digest("refresh", successor), now):
+                # Never stamped earlier than the session's last activity (the clock may have stepped back).
+                stamp = max(now, live.last_active_at)
+                if not k.store.sessions.rotate(live.id, token_hash, k.keys.digest("refresh", successor), stamp):
                     return False
                 k.auditor.record(
                     AuditEventType.SESSION_REFRESHED, now, ctx, user_id=user.id, email=user.email, session_id=live.id
@@ -246,7 +286,8 @@ class AuthService:
         _, retired = k.keys.find("refresh", now, refresh_token, k.store.sessions.get_retired)
         if retired is None:
             raise InvalidRefreshToken()
-        age = now - retired.rotated_at
+        # A rotation recorded after `now` (the clock stepped back) is no race and no grace: reuse.
+        age = timedelta.max if k.from_the_future(retired.rotated_at, now) else now - retired.rotated_at
         grace = k.config.refresh_grace_period
         if grace and age <= grace:
             current = k.store.sessions.get(retired.session_id)
@@ -319,6 +360,53 @@ class AuthService:
         if session is None:
             raise InvalidRefreshToken()
         return self.logout(session.id, context=context)
+
+
+def admit_password_attempt(k: Kernel, subject: str, now: datetime) -> None:
+    """Count one password attempt in ``subject``'s budget, or refuse it (``RateLimited``).
+
+    The first ``login_email_limit.count`` attempts of a window are free; the
+    last of them opens a delay of ``login_delay_base`` and each attempt past
+    them is let through only once the delay has passed, opening the next one,
+    twice as long, up to ``login_delay_max`` (a "gate" counter admits exactly
+    one caller per delay, even under races). ``consecutive_failure_limit``
+    attempts without a success close the budget until a success (another
+    device) or a password reset. All counted before bcrypt; a success clears them."""
+    fail, gate, streak = _login_counters(subject)
+    limit = k.config.login_email_limit
+    state = k.limiter.count(fail, limit.window, now)
+    if state.count >= limit.count:
+        # The last free attempt opens the first gate; each admitted attempt past it
+        # opens the next one, twice as long.
+        steps = state.count - limit.count
+        delay = k.config.login_delay_max
+        if steps < 32:
+            delay = min(k.config.login_delay_base * (2**steps), delay)
+        opened = k.limiter.count(gate, delay, now)
+        if state.count > limit.count and opened.count > 1:
+            k.limiter.refund(fail, now)
+            # At most one delay: a gate ending further ahead was opened before the clock stepped back.
+            raise RateLimited(retry_after=min(_seconds_until(opened.expires_at, now), _seconds_until(now + delay, now)))
+    run = k.limiter.count(streak, STREAK_WINDOW, now)
+    if run.count > k.config.consecutive_failure_limit:
+        raise RateLimited(
+            retry_after=_seconds_until(run.expires_at, now),
+            message="Too many consecutive failed logins: reset the password to continue.",
+        )
+
+
+def _login_counters(subject: str) -> tuple[str, str, str]:
+    """The password-failure counters of an account (its address) or of one device."""
+    return f"login-fail:{subject}", f"login-gate:{subject}", f"login-streak:{subject}"
+
+
+def login_counter_names(email: str) -> tuple[str, ...]:
+    """The account's password-failure counters (what a completed password reset clears)."""
+    return _login_counters(email)
+
+
+def _seconds_until(moment: datetime, now: datetime) -> int:
+    return max(1, int((moment - now).total_seconds() + 0.999))
 
 
 def _check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:

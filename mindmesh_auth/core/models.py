@@ -213,9 +213,14 @@ class RequestContext:
 
 @attrs.frozen
 class LoginChallenge:
-    """Result of step one of login: a code was e-mailed."""
+    """Result of step one of login: a code was e-mailed.
+
+    ``handle`` binds the code to this login: pass it to ``verify_otp(..., handle=...)``
+    so the submission counts in the bound budget, which a stranger who knows only
+    the address cannot spend (docs/security.md). Secret-like: never logged."""
 
     otp_required: bool = True
+    handle: str | None = attrs.field(default=None, repr=False)
 
 
 @attrs.frozen
@@ -235,3 +240,4 @@ class LoginResult:
     user: User
     session_id: str
     expires_in: int
+    device_token: str | None = attrs.field(default=None, repr=False)  # for login(..., device_token=...)

@@ -8,7 +8,9 @@ from collections.abc import Callable
 from .crypto import new_id, random_token
 from .deps import Kernel
 from .errors import DeliveryFailed, DeliveryUncertain, InvalidPassword, InvalidResetToken, RateLimited, UserNotFound
+from .login import admit_password_attempt, login_counter_names
 from .models import AuditEventType, RequestContext, ResetToken, User
+from .otp import failure_counter_names
 
 __all__ = ["PasswordService"]
 
@@ -37,17 +39,24 @@ class PasswordService:
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="password_reset")
             return
-        user = k.store.users.get_by_email(canonical)
-        if user is None:
-            k.auditor.record(AuditEventType.PASSWORD_RESET_REQUESTED, now, ctx, email=canonical, reason="unknown_email")
-            return
-        # Token creation and mail run off the caller's path when configured, so
-        # known and unknown emails return after the same work.
-        found: User = user
+        # The lookup, token creation and mail run off the caller's path when configured,
+        # so known, unknown and blocked emails return after the same work (issue 11).
         if k.config.reset_delivery_in_background:
-            self._schedule(lambda: self._issue(found, ctx))
+            self._schedule(lambda: self._request_for(canonical, ctx))
         else:
-            self._issue(found, ctx)
+            self._request_for(canonical, ctx)
+
+    def _request_for(self, email: str, ctx: RequestContext) -> None:
+        """A blocked account is treated as an unknown address: no token, no mail."""
+        k = self._k
+        user = k.store.users.get_by_email(email)
+        if user is None or user.blocked:
+            reason = "unknown_email" if user is None else "blocked"
+            k.auditor.record(
+                AuditEventType.PASSWORD_RESET_REQUESTED, k.now(), ctx, user_id=None, email=email, reason=reason
+            )
+            return
+        self._issue(user, ctx)
 
     def _issue(self, user: User, ctx: RequestContext) -> None:
         k = self._k
@@ -102,6 +111,8 @@ class PasswordService:
         token_hash, pending = k.keys.find("reset", now, token, k.store.reset_tokens.get)
         if pending is None or pending.consumed_at is not None or now >= pending.expires_at:
             raise InvalidResetToken()
+        if k.from_the_future(pending.created_at, now):  # the clock stepped back: never a longer life
+            raise InvalidResetToken()
         user = k.store.users.get(pending.user_id)
         if user is None:
             raise InvalidResetToken()
@@ -115,6 +126,10 @@ class PasswordService:
             if k.store.reset_tokens.consume(token_hash, now) is None:
                 return False
             self._replace_password_writes(found, new_hash, ctx, AuditEventType.PASSWORD_RESET_COMPLETED, keep_session=None)
+            # A completed reset clears every failure counter of the account: the
+            # password and code windows, delays and consecutive-failure caps.
+            for key in (*login_counter_names(found.email), *failure_counter_names(found.email, k.config.otp_purposes)):
+                k.limiter.clear(key)
             return True
 
         if not k.unit(apply):
@@ -139,11 +154,11 @@ class PasswordService:
         if user is None:
             raise UserNotFound()
         # Wrong current passwords count with failed logins (a guessing oracle otherwise).
-        fail_key = f"login-fail:{user.email}"
-        k.limiter.consume(fail_key, k.config.login_email_limit, k.now())
+        admit_password_attempt(k, user.email, k.now())
         if not k.hasher.verify(current_password, user.password_hash):
             raise InvalidPassword("The current password is wrong.")
-        k.limiter.clear(fail_key)
+        for key in login_counter_names(user.email):
+            k.limiter.clear(key)
         k.policy.check_new(new_password, email=user.email)
         new_hash = k.hasher.hash(new_password)
         found: User = user

@@ -193,7 +193,12 @@ class SessionRepository(abc.ABC):
 
 
 class OtpRepository(abc.ABC):
-    """One-time-code challenges; at most one per (email, purpose)."""
+    """One-time-code challenges; at most one per (email, purpose).
+
+    The core puts a challenge only once its mail was accepted (or its outcome is
+    unknown), already ``sent``: a rejected mail never replaces the code the user
+    holds. ``pending``, :meth:`mark_sent` and :meth:`discard` stay part of the
+    contract for stores written against it and for other callers."""
 
     @abc.abstractmethod
     def put(self, challenge: OtpChallenge) -> None:
@@ -292,7 +297,9 @@ class RateLimitRepository(abc.ABC):
 
         If the counter does not exist or has expired (``expires_at <= now``),
         it restarts at ``amount`` with the given ``expires_at``. Otherwise the
-        count grows and its expiry is left unchanged.
+        count grows and its expiry is left unchanged. ``amount`` may be zero (a
+        read of a live counter) or negative (a refund); the core passes
+        ``expires_at=now`` with those, so a counter they restart is already expired.
         """
 
     @abc.abstractmethod

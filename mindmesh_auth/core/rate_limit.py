@@ -8,11 +8,11 @@ get more than the limit through.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from .config import Limit
 from .errors import RateLimited
-from .ports import RateLimitRepository
+from .ports import CounterState, RateLimitRepository
 
 __all__ = ["RateLimiter"]
 
@@ -38,11 +38,33 @@ class RateLimiter:
         """Count one event; raise ``RateLimited`` if it is over the limit."""
         state = self._counters.hit(self.stored_key(key), now, now + limit.window)
         if state.count > limit.count:
-            raise RateLimited(retry_after=_seconds_until(state.expires_at, now))
+            raise RateLimited(retry_after=_seconds_until(state.expires_at, now, limit.window))
+
+    def count(self, key: str, window: timedelta, now: datetime) -> CounterState:
+        """Count one event in a counter with no limit of its own (the caller decides)."""
+        return self._counters.hit(self.stored_key(key), now, now + window)
+
+    def peek(self, key: str, now: datetime) -> CounterState | None:
+        """The live state of ``key`` without counting (``None`` when there is none)."""
+        state = self._counters.hit(self.stored_key(key), now, now, amount=0)
+        return state if state.expires_at > now else None
+
+    def refund(self, key: str, now: datetime) -> None:
+        """Take back one counted event (a success that was counted before it was known).
+
+        A counter that expired meanwhile is restarted already expired, so a refund
+        never leaves a live negative count (an extra allowance) behind."""
+        self._counters.hit(self.stored_key(key), now, now, amount=-1)
 
     def clear(self, key: str) -> None:
         self._counters.reset(self.stored_key(key))
 
 
-def _seconds_until(moment: datetime, now: datetime) -> int:
-    return max(1, int((moment - now).total_seconds() + 0.999))
+def _seconds_until(moment: datetime, now: datetime, window: timedelta | None = None) -> int:
+    """Whole seconds until ``moment``, at least 1; at most ``window`` when given: a counter
+    ending further ahead was started before the clock stepped back, and the hint never
+    reads longer than one window (the counter itself still ends when it was set to)."""
+    seconds = (moment - now).total_seconds()
+    if window is not None:
+        seconds = min(seconds, window.total_seconds())
+    return max(1, int(seconds + 0.999))

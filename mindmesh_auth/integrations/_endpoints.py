@@ -43,8 +43,10 @@ from ._http import (
     check_csrf,
     clear_cookies,
     client_ip,
+    device_cookie,
     error_response,
     login_body,
+    login_cookie,
     parse_profile,
     parse_trusted_proxies,
     session_body,
@@ -295,6 +297,8 @@ class Endpoints:
         self.profile_fields = frozenset(profile_fields)
         self._access_age = int(auth.config.access_token_ttl.total_seconds())
         self._refresh_age = int(auth.config.session_ttl.total_seconds())
+        self._login_age = int(auth.config.otp_ttl.total_seconds())
+        self._device_age = int(auth.config.device_token_ttl.total_seconds())
         self._routes: dict[str, tuple[tuple[BodyField, ...] | None, Endpoint]] = {
             spec.name: (spec.body, getattr(self, spec.name)) for spec in ROUTES
         }
@@ -361,16 +365,34 @@ class Endpoints:
         return HttpResponse(201, user_body(user, self.profile_output))
 
     def login(self, request: HttpRequest, body: Body) -> HttpResponse:
-        challenge = self.auth.auth.login(body["email"], body["password"], context=self.context(request))
-        return HttpResponse(200, {"otp_required": bool(challenge.otp_required)})
+        """The device token (body, else the device cookie) goes to the core; the login
+        handle comes back in the body and in the login cookie (whichever the client keeps)."""
+        device = body.get("device_token") or request.cookies.get(self.cookies.device_name) or None
+        challenge = self.auth.auth.login(
+            body["email"], body["password"], context=self.context(request), device_token=device
+        )
+        reply: Body = {"otp_required": bool(challenge.otp_required)}
+        if challenge.handle is None:
+            return HttpResponse(200, reply)
+        reply["login_handle"] = challenge.handle
+        return HttpResponse(200, reply, cookies=(login_cookie(self.cookies, challenge.handle, self._login_age),))
 
     def verify_otp(self, request: HttpRequest, body: Body) -> HttpResponse:
-        result = self.auth.auth.verify_otp(body["email"], body["code"], "login", context=self.context(request))
-        return self._with_tokens(
+        """The handle from the body, else the login cookie; a success sets the device
+        cookie and clears the login cookie."""
+        handle = body.get("login_handle") or request.cookies.get(self.cookies.login_name) or None
+        result = self.auth.auth.verify_otp(
+            body["email"], body["code"], "login", handle=handle, context=self.context(request)
+        )
+        reply = self._with_tokens(
             login_body(result, cookies=self.cookies.enabled, output=self.profile_output),
             result.access_token,
             result.refresh_token,
         )
+        extra = [login_cookie(self.cookies, "", 0)]
+        if result.device_token:
+            extra.append(device_cookie(self.cookies, result.device_token, self._device_age))
+        return HttpResponse(reply.status, reply.body, reply.headers, (*reply.cookies, *extra))
 
     def refresh(self, request: HttpRequest, body: Body) -> HttpResponse:
         token = body["refresh_token"]

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-from ..core.errors import AuthError, ConfigurationError, InvalidToken, RateLimited, ValidationError
+from ..core.errors import AuthError, ConfigurationError, InvalidToken, Overloaded, RateLimited, ValidationError
 from ..core.models import LoginResult, Session, TokenPair, User
 
 __all__ = [
@@ -47,8 +47,10 @@ __all__ = [
     "check_csrf",
     "clear_cookies",
     "client_ip",
+    "device_cookie",
     "error_response",
     "login_body",
+    "login_cookie",
     "parse_profile",
     "parse_trusted_proxies",
     "public_user",
@@ -129,7 +131,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         200,
         (401, 413, 422, 429, 503),
         "Check the password and e-mail a login code",
-        body=(_EMAIL, _PASSWORD),
+        body=(
+            _EMAIL,
+            _PASSWORD,
+            BodyField(
+                "device_token",
+                required=False,
+                description="The device_token an earlier /verify-otp returned; omit when the device cookie is set.",
+            ),
+        ),
     ),
     RouteSpec(
         "verify_otp",
@@ -138,7 +148,15 @@ ROUTES: tuple[RouteSpec, ...] = (
         200,
         (401, 413, 422, 429, 503),
         "Complete the login with the e-mailed code",
-        body=(_EMAIL, BodyField("code", description="The 6-digit code from the e-mail.")),
+        body=(
+            _EMAIL,
+            BodyField("code", description="The 6-digit code from the e-mail."),
+            BodyField(
+                "login_handle",
+                required=False,
+                description="The login_handle /login returned; omit when the login cookie is set.",
+            ),
+        ),
     ),
     RouteSpec(
         "refresh",
@@ -225,7 +243,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     413: "The request body is larger than the configured limit (`payload_too_large`, 64 KiB by default).",
     422: "Malformed input (`invalid_input`, `invalid_email`, `invalid_password`).",
     429: "Rate limited (`rate_limited`); the `Retry-After` header gives the seconds to wait.",
-    503: "Mail delivery or storage failed (`delivery_failed`, `storage_error`, `storage_unavailable`).",
+    503: "Mail delivery or storage failed (`delivery_failed`, `storage_error`, `storage_unavailable`), or too many "
+    "password hashes are queued (`overloaded`, on the routes that hash; `Retry-After` gives the seconds to wait).",
 }
 
 RESET_REQUEST_BODY: dict[str, str] = {
@@ -283,7 +302,7 @@ def error_response(exc: AuthError) -> ErrorResponse:
     """
     status = exc.status if 400 <= exc.status <= 599 else 500
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimited):
+    if isinstance(exc, (RateLimited, Overloaded)):
         headers["Retry-After"] = str(exc.retry_after)
     if status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"' if isinstance(exc, InvalidToken) else "Bearer"
@@ -447,6 +466,14 @@ class CookieSettings:
     CSRF: state-changing requests authenticated by these cookies must pass
     :func:`check_csrf` (``allowed_origins``: extra origins besides the request's
     own, e.g. ``("https://app.example",)`` behind a TLS-terminating proxy).
+
+    Whether or not the token cookies are enabled, two more httpOnly cookies
+    carry what binds a login to its client (``Path=/``, no ``Domain``):
+    ``__Host-mm_login`` (``login_name``), the handle ``/login`` returns, for
+    ``/verify-otp``, cleared by it; ``__Host-mm_device`` (``device_name``), the
+    device token a successful ``/verify-otp`` issues, sent back to ``/login``
+    so failures from elsewhere do not delay this client (docs/security.md).
+    ``secure=False`` names them ``mm_login`` and ``mm_device``.
     """
 
     enabled: bool = False
@@ -458,6 +485,8 @@ class CookieSettings:
     refresh_path: str | None = None
     domain: str | None = None
     allowed_origins: tuple[str, ...] = ()
+    login_name: str = ""  # "": __Host-mm_login (mm_login without secure)
+    device_name: str = ""  # "": __Host-mm_device (mm_device without secure)
 
     def __post_init__(self) -> None:
         if self.samesite not in ("lax", "strict", "none"):
@@ -470,6 +499,18 @@ class CookieSettings:
             object.__setattr__(self, "access_name", default)
         if not self.refresh_name:
             object.__setattr__(self, "refresh_name", "__Secure-mm_refresh" if self.secure else "mm_refresh")
+        if not self.login_name:
+            object.__setattr__(self, "login_name", "__Host-mm_login" if self.secure else "mm_login")
+        if not self.device_name:
+            object.__setattr__(self, "device_name", "__Host-mm_device" if self.secure else "mm_device")
+        names = (self.access_name, self.refresh_name, self.login_name, self.device_name)
+        if len(set(names)) != len(names):
+            raise ConfigurationError("cookies need four different names.", variable="cookies")
+        for name in (self.login_name, self.device_name):
+            if name.startswith("__Host-") and not self.secure:
+                raise ConfigurationError(
+                    f"cookies: {name!r} (a __Host- name) requires secure=True.", variable="cookies"
+                )
         if not self.access_name or not self.refresh_name or self.access_name == self.refresh_name:
             raise ConfigurationError("cookies need two different, non-empty names.", variable="cookies")
         for name in (self.access_name, self.refresh_name):
@@ -566,6 +607,16 @@ def token_cookies(
     ]
 
 
+def login_cookie(settings: CookieSettings, value: str, max_age: int) -> CookieSpec:
+    """The login handle's cookie (``max_age=0`` and ``""`` clear it); host-only, ``Path=/``."""
+    return CookieSpec(settings.login_name, value, max_age, "/", None, settings.secure, settings.samesite)
+
+
+def device_cookie(settings: CookieSettings, token: str, max_age: int) -> CookieSpec:
+    """The device token's cookie; host-only, ``Path=/``."""
+    return CookieSpec(settings.device_name, token, max_age, "/", None, settings.secure, settings.samesite)
+
+
 def clear_cookies(settings: CookieSettings, prefix: str) -> list[CookieSpec]:
     common: dict[str, Any] = {"secure": settings.secure, "samesite": settings.samesite}
     access, refresh = settings.access_name, settings.refresh_name
@@ -626,6 +677,8 @@ def _token_fields(access: str, refresh: str, session_id: str, expires_in: int, c
 def login_body(result: LoginResult, *, cookies: bool, output: frozenset[str] = frozenset()) -> dict[str, Any]:
     body = _token_fields(result.access_token, result.refresh_token, result.session_id, result.expires_in, cookies)
     body["user"] = public_user(result.user, output)
+    if not cookies and result.device_token:
+        body["device_token"] = result.device_token  # like refresh_token: in the body unless cookies are on
     return body
 
 

@@ -15,8 +15,9 @@
 Only binding code lives here: the endpoints themselves (body parsing, tokens,
 cookies, error mapping) are written once in :mod:`._endpoints` and shared with
 the Flask blueprint, so both answer byte-identical bodies. Each route runs its
-endpoint on the thread pool of :class:`~mindmesh_auth.aio.AsyncMindmeshAuth`,
-so bcrypt and storage work never block the event loop. Errors of the auth
+endpoint on a thread pool of :class:`~mindmesh_auth.aio.AsyncMindmeshAuth`
+(the routes that hash a password on its bounded hashing pool), so bcrypt and
+storage work never block the event loop nor hold up token checks. Errors of the auth
 routes are answered by the endpoint layer; :func:`install_error_handlers` gives
 the app's own routes (``current_user``) the same error shape and documents
 their 401 (see ``docs/integrations.md``).
@@ -31,7 +32,7 @@ from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ..aio import AsyncMindmeshAuth
-from ..core.errors import AuthError, InvalidToken
+from ..core.errors import AuthError, InvalidToken, Overloaded
 from ..core.models import User
 from ..facade import MindmeshAuth
 from ._endpoints import (
@@ -44,7 +45,7 @@ from ._endpoints import (
     content_length_over,
     csrf_guard,
 )
-from ._http import ERROR_DESCRIPTIONS, ROUTES, CookieSettings, ErrorResponse, RouteSpec, error_response
+from ._http import ERROR_DESCRIPTIONS, NO_STORE, ROUTES, CookieSettings, ErrorResponse, RouteSpec, error_response
 
 __all__ = [
     "AUTH_RESPONSES",
@@ -80,8 +81,14 @@ class UserResponse(BaseModel):
     user: UserOut
 
 
+_DEVICE_TOKEN = "Absent when cookies are enabled (then the device cookie carries it); send it to /login next time."
+
+
 class LoginChallengeResponse(BaseModel):
     otp_required: bool
+    login_handle: str | None = Field(
+        default=None, description="Send it to /verify-otp (or keep the login cookie): it binds the code to this login."
+    )
 
 
 class TokenResponse(BaseModel):
@@ -94,6 +101,7 @@ class TokenResponse(BaseModel):
 
 class LoginResponse(TokenResponse):
     user: UserOut
+    device_token: str | None = Field(default=None, description=_DEVICE_TOKEN)
 
 
 class AcceptedResponse(BaseModel):
@@ -154,7 +162,12 @@ def _response_models(output: frozenset[str]) -> dict[str, type[BaseModel]]:
     fields: dict[str, Any] = {f"profile_{i}": (_Scalar, Field(default=None, alias=name)) for i, name in enumerate(names)}
     user_out: type[BaseModel] = create_model(f"UserOut_{suffix}", __base__=UserOut, **fields)
     user_response: type[BaseModel] = create_model(f"UserResponse_{suffix}", user=(user_out, ...))
-    login_response: type[BaseModel] = create_model(f"LoginResponse_{suffix}", __base__=TokenResponse, user=(user_out, ...))
+    login_response: type[BaseModel] = create_model(
+        f"LoginResponse_{suffix}",
+        __base__=TokenResponse,
+        user=(user_out, ...),
+        device_token=(str | None, Field(default=None, description=_DEVICE_TOKEN)),
+    )
     return {**RESPONSE_MODELS, "register": user_response, "me": user_response, "verify_otp": login_response}
 
 
@@ -436,12 +449,29 @@ class AuthRouter(APIRouter):
     current_user: Callable[..., Awaitable[User]]
 
 
+# Routes whose endpoint calls an operation that may run bcrypt: they use the async
+# facade's hashing pool, so token checks never queue behind them (docs/performance.md).
+_HASHING_ROUTES = {
+    "register": ("auth", "register"),
+    "login": ("auth", "login"),
+    "verify_otp": ("auth", "verify_otp"),
+    "otp_send": ("otp", "send"),
+    "otp_verify": ("otp", "verify"),
+    "password_reset": ("password", "reset"),
+}
+
+
 def _view(a: AsyncMindmeshAuth, endpoints: Endpoints, spec: RouteSpec) -> Callable[..., Awaitable[Response]]:
     name = spec.name
+    call = a._call_for(*_HASHING_ROUTES[name]) if name in _HASHING_ROUTES else a._call
 
     async def run(request: Request) -> Response:
-        # The async facade's bounded pool (with the task's context vars): one hop per request.
-        reply: HttpResponse = await a._call(endpoints.handle, name, await _read(request, endpoints.max_body_bytes))
+        # One of the async facade's pools (with the task's context vars): one hop per request.
+        try:
+            reply: HttpResponse = await call(endpoints.handle, name, await _read(request, endpoints.max_body_bytes))
+        except Overloaded as exc:  # the hashing pool's queue is full: refused before the endpoint ran
+            err = error_response(exc)
+            reply = HttpResponse(err.status, err.body, {**err.headers, **NO_STORE})
         return _write(reply)
 
     if not spec.authenticated:

@@ -16,7 +16,9 @@ def test_config(**overrides: Any) -> AuthConfig:
         "refresh_secret": "tc-rfr-Ub3Kd8YsW0aMe5Qj1Xn6Po9Gv2Ci7Ht4",
         "bcrypt_rounds": 4,
         "reset_delivery_in_background": False,
+        "otp_delivery_in_background": False,
         "allow_test_email_domains": True,  # tests use addresses at example.test
+        "hash_queue_limit": 10_000,  # race tests send many threads through cheap (cost 4) hashes at once
     }
     values.update(overrides)
     return AuthConfig(**values)

@@ -162,7 +162,7 @@ def test_a_failed_right_code_keeps_its_counted_attempt_and_a_retry_clears_it(
     auth = MindmeshAuth(store=faulty, mailer=outbox, config=test_config(), clock=FakeClock(T0))
     email = "redis-unit@example.test"
     user = auth.auth.register(email, "correct horse battery")
-    auth.auth.login(email, "correct horse battery")
+    handle = auth.auth.login(email, "correct horse battery").handle  # bound: counted under otp-fail:
     code = outbox.last_code(email)
 
     def failure_counters() -> list[int]:
@@ -172,17 +172,17 @@ def test_a_failed_right_code_keeps_its_counted_attempt_and_a_retry_clears_it(
     assert failure_counters() == []
     other = "redis-unit-2@example.test"  # a throw-away account shows the writes of a right code
     auth.auth.register(other, "correct horse battery")
-    auth.auth.login(other, "correct horse battery")
+    other_handle = auth.auth.login(other, "correct horse battery").handle
     with faulty.recording() as writes:
-        auth.auth.verify_otp(other, outbox.last_code(other), "login")
+        auth.auth.verify_otp(other, outbox.last_code(other), "login", handle=other_handle)
     assert writes[0] == "rate_limits.hit" and writes[-2:] == ["rate_limits.reset", "audit.append_many"], writes
     faulty.fail_at(len(writes))  # the audit rows, written last in the unit, after the (held-back) reset
     with pytest.raises(StorageUnavailable):
-        auth.auth.verify_otp(email, code, "login")
+        auth.auth.verify_otp(email, code, "login", handle=handle)
     faulty.disarm()
     assert auth.sessions.list(user.id) == []
     assert failure_counters() == [1]  # counted; not cleared by the rolled-back success
-    result = auth.auth.verify_otp(email, code, "login")
+    result = auth.auth.verify_otp(email, code, "login", handle=handle)
     assert auth.auth.authenticate(result.access_token).user.id == user.id
     assert failure_counters() == []
     auth.close()

@@ -173,8 +173,12 @@ def register(client: Client, email: str = "ada@example.com", password: str = PAS
 def login(client: Client, env: Env, email: str = "ada@example.com", password: str = PASSWORD) -> dict[str, Any]:
     r = client.post("/auth/login", json={"email": email, "password": password})
     assert r.status_code == 200, r.text
-    assert r.json() == {"otp_required": True}
-    r = client.post("/auth/verify-otp", json={"email": email, "code": env.outbox.last_code(email)})
+    challenge = r.json()
+    assert challenge["otp_required"] is True and set(challenge) == {"otp_required", "login_handle"}
+    r = client.post(
+        "/auth/verify-otp",
+        json={"email": email, "code": env.outbox.last_code(email), "login_handle": challenge["login_handle"]},
+    )
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
 

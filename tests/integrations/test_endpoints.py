@@ -88,7 +88,8 @@ def test_the_flow_through_plain_values(auth: MindmeshAuth, outbox: Outbox) -> No
     endpoints = Endpoints(auth, prefix="/auth", cookies=CookieSettings(enabled=True))
     reply = endpoints.handle("register", _json(f'{{"email": "{EMAIL}", "password": "{PASSWORD}"}}'))
     assert reply.status == 201 and reply.body is not None and reply.body["user"]["email"] == EMAIL
-    assert endpoints.handle("login", _json(f'{{"email": "{EMAIL}", "password": "{PASSWORD}"}}')).body == {"otp_required": True}
+    body = endpoints.handle("login", _json(f'{{"email": "{EMAIL}", "password": "{PASSWORD}"}}')).body
+    assert body is not None and body["otp_required"] is True and len(body["login_handle"]) == 64
     code = outbox.last_code(EMAIL)
     reply = endpoints.handle("verify_otp", _json(f'{{"email": "{EMAIL}", "code": "{code}"}}'))
     assert reply.status == 200 and reply.body is not None and "refresh_token" not in reply.body

@@ -89,7 +89,7 @@ def test_refresh_token_reuse_is_401_and_revokes(env: Env, client: Client) -> Non
 def test_bodies_have_the_documented_keys(env: Env, client: Client) -> None:
     register(client)
     tokens = login(client, env)
-    assert set(tokens) == {"access_token", "refresh_token", "token_type", "expires_in", "session_id", "user"}
+    assert set(tokens) == {"access_token", "refresh_token", "token_type", "expires_in", "session_id", "user", "device_token"}
     session = client.get("/auth/sessions", headers=bearer(tokens)).json()["sessions"][0]
     assert set(session) == {"id", "created_at", "expires_at", "last_active_at", "ip_address", "user_agent", "current"}
 
@@ -200,8 +200,11 @@ def test_503_mail_failure(env: Env, client: Client) -> None:
     r = client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
     assert_error(r, 503, "delivery_failed")
     env.outbox.fail_next()
+    # otp/send takes only an address: a failed delivery is audited, and the answer is the
+    # one an unknown address gets (no account oracle).
     r = client.post("/auth/otp/send", json={"email": "ada@example.com", "purpose": "email_verify"})
-    assert_error(r, 503, "delivery_failed")
+    unknown = client.post("/auth/otp/send", json={"email": "nobody@example.com", "purpose": "email_verify"})
+    assert (r.status_code, r.json()) == (unknown.status_code, unknown.json()) == (202, unknown.json())
 
 
 # ---------------------------------------------------------------------------
@@ -244,7 +247,9 @@ def test_cookies_set_refresh_and_clear(env: Env, make_client: MakeClient, samesi
     assert r.status_code == 200
     assert "refresh_token" not in r.json() and r.json()["access_token"]
     set_cookies = _set_cookies(r)
-    assert set(set_cookies) == {ACCESS, REFRESH}
+    # The login cookie (sent back, it bound the code) is cleared; the device cookie is new.
+    assert set(set_cookies) == {ACCESS, REFRESH, "__Host-mm_login", "__Host-mm_device"}
+    assert set_cookies["__Host-mm_login"]["max-age"] == "0"
     for attrs in set_cookies.values():
         assert "httponly" in attrs and "secure" in attrs and "domain" not in attrs
         assert attrs["samesite"].lower() == (samesite or "lax")  # Starlette writes "lax", Werkzeug "Lax"
@@ -417,7 +422,9 @@ def test_cookies_disabled_by_default(env: Env, client: Client) -> None:
     register(client)
     client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
     r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": env.outbox.last_code("ada@example.com")})
-    assert "set-cookie" not in r.headers
+    # No token cookie; only the login-binding cookies (docs/integrations.md), and the device token in the body.
+    assert set(_set_cookies(r)) == {"__Host-mm_login", "__Host-mm_device"}
+    assert r.json()["device_token"] and "refresh_token" in r.json()
     client.set_cookie(ACCESS, r.json()["access_token"])
     assert_error(client.get("/auth/me"), 401, "invalid_token")  # cookies are not read unless enabled
 

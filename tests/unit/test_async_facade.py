@@ -19,7 +19,9 @@ PASSWORD = "correct horse battery"
 
 def make(rounds: int = 4) -> tuple[AsyncMindmeshAuth, Outbox]:
     outbox = Outbox()
-    sync = MindmeshAuth(store=MemoryStore(), mailer=outbox, config=test_config(bcrypt_rounds=rounds), clock=FakeClock())
+    # 4 threads for password hashing (logins, registrations), room for 16 more to wait; 4 for the rest.
+    config = test_config(bcrypt_rounds=rounds, hash_workers=4, hash_queue_limit=16)
+    sync = MindmeshAuth(store=MemoryStore(), mailer=outbox, config=config, clock=FakeClock())
     return AsyncMindmeshAuth(sync, max_workers=4), outbox
 
 

@@ -20,6 +20,7 @@ from mindmesh_auth import (
     InvalidResetToken,
     InvalidToken,
     NotFound,
+    Overloaded,
     RateLimited,
     RefreshTokenReused,
     SchemaMismatch,
@@ -49,6 +50,7 @@ CONTRACT: list[tuple[type[AuthError], str, int, type[Exception]]] = [
     (InvalidOtp, "invalid_otp", 401, AuthError),
     (InvalidResetToken, "invalid_reset_token", 400, AuthError),
     (RateLimited, "rate_limited", 429, AuthError),
+    (Overloaded, "overloaded", 503, AuthError),
     (DeliveryFailed, "delivery_failed", 503, AuthError),
     (DeliveryUncertain, "delivery_uncertain", 503, DeliveryFailed),
     (NotFound, "not_found", 404, AuthError),
@@ -131,6 +133,14 @@ def test_retry_after_is_whole_seconds_and_at_least_one(given: float, expected: i
     error = RateLimited(given)  # type: ignore[arg-type]
     assert error.retry_after == expected
     assert isinstance(error.retry_after, int)
+
+
+@pytest.mark.parametrize(("given", "expected"), [(30, 30), (1, 1), (0, 1), (-5, 1), (2.9, 2)])
+def test_overloaded_carries_whole_seconds_to_wait_at_least_one(given: float, expected: int) -> None:
+    error = Overloaded(retry_after=given)  # type: ignore[arg-type]
+    assert error.retry_after == expected
+    assert isinstance(error.retry_after, int)
+    assert Overloaded().retry_after == 1
 
 
 def test_rate_limited_keeps_a_custom_message_or_uses_its_default() -> None:

@@ -28,7 +28,8 @@ def events(env, *types: AuditEventType):
 def test_full_login_flow_returns_tokens_for_the_user(env) -> None:
     user = env.auth.auth.register(EMAIL, PASSWORD)
     challenge = env.auth.auth.login(EMAIL, PASSWORD)
-    assert challenge == LoginChallenge(otp_required=True)
+    assert challenge.otp_required is True and challenge.handle  # the handle binds the code to this login
+    assert isinstance(challenge, LoginChallenge) and challenge.handle not in repr(challenge)
     mail = env.outbox.last(EMAIL, "otp")
     assert mail.to == EMAIL
     result = env.auth.auth.verify_otp(EMAIL, env.outbox.last_code(EMAIL))

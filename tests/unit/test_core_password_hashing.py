@@ -157,13 +157,15 @@ def test_a_hash_at_the_configured_cost_is_not_rehashed(make_env) -> None:
     assert stored_hash(env, user) == original
 
 
-def test_lowering_bcrypt_rounds_never_downgrades_a_hash(make_env) -> None:
+def test_lowering_bcrypt_rounds_rehashes_at_the_configured_cost(make_env) -> None:
+    # A costlier hash than configured makes its logins slower than an unknown address's
+    # (an account oracle, issue 11): the next successful login rehashes it at the configured cost.
     env = make_env(bcrypt_rounds=5)
     user = env.auth.auth.register(EMAIL, PASSWORD)
     original = stored_hash(env, user)
     with rebuilt(env, bcrypt_rounds=4) as auth:
         auth.auth.login(EMAIL, PASSWORD)
-        assert stored_hash(env, user) == original
+        assert stored_hash(env, user) != original and cost_of(stored_hash(env, user)) == 4
         assert auth.auth.verify_otp(EMAIL, env.outbox.last_code(EMAIL)).user.id == user.id
 
 
@@ -186,7 +188,8 @@ def test_needs_rehash_compares_the_cost_with_the_configured_rounds() -> None:
     stored = PasswordHasher(5).hash("password123")
     assert PasswordHasher(6).needs_rehash(stored) is True
     assert PasswordHasher(5).needs_rehash(stored) is False
-    assert PasswordHasher(4).needs_rehash(stored) is False
+    # A higher stored cost is rehashed down too: its logins would take longer than an unknown address's.
+    assert PasswordHasher(4).needs_rehash(stored) is True
 
 
 def test_password_hasher_repr_shows_the_cost_but_not_the_pepper() -> None:

@@ -167,7 +167,7 @@ def test_an_apps_own_transaction_begins_at_once(store: PeeweeStore) -> None:
     assert _reasons(store) == []
 
 
-def test_verify_otp_sends_six_requests_and_keeps_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_otp_sends_seven_requests_and_keeps_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     store = PeeweeStore.from_url(server_url("postgres"), table_prefix=unique_prefix())
     outbox = Outbox()
     auth = MindmeshAuth(store=store, mailer=outbox, config=test_config())
@@ -175,12 +175,13 @@ def test_verify_otp_sends_six_requests_and_keeps_every_row(monkeypatch: pytest.M
     try:
         auth.set_context(ip_address="203.0.113.9")
         auth.auth.register("pipe@example.com", "correct horse battery")
-        auth.auth.login("pipe@example.com", "correct horse battery")
+        handle = auth.auth.login("pipe@example.com", "correct horse battery").handle
         code = outbox.last_code("pipe@example.com")
         requests = Requests(store.database, monkeypatch)  # type: ignore[arg-type]
-        result = auth.auth.verify_otp("pipe@example.com", code, "login")
-        # read the code; BEGIN+count; redeem; read the user; open the session; clear+audit+COMMIT
-        assert len(requests.sent) == 6, requests.sent
+        result = auth.auth.verify_otp("pipe@example.com", code, "login", handle=handle)
+        # read the code; BEGIN+count the window; count the consecutive failures; redeem; read the user;
+        # open the session; clear+audit+COMMIT (without the handle: one more, the code's unbound allowance)
+        assert len(requests.sent) == 7, requests.sent
         assert not any(sql in ("BEGIN", "COMMIT") for sql in requests.sent)
         monkeypatch.undo()
         assert auth.auth.get_user_from_token(result.access_token).email == "pipe@example.com"

@@ -242,7 +242,7 @@ def build_models(database: Any, names: dict[str, str], user_model: type[BaseUser
         user_id = BinaryCharField(max_length=128, null=True)
         attempts = peewee.IntegerField(default=0)
         status = BinaryCharField(max_length=16)
-        consumed_at = EpochMillisField(null=True)
+        consumed_at = EpochMillisField(null=True, index=True)  # purge_expired
 
         Meta = meta(names["otp_challenges"], indexes=((("email", "purpose"), True),))
 
@@ -252,7 +252,7 @@ def build_models(database: Any, names: dict[str, str], user_model: type[BaseUser
         token_hash = BinaryCharField(max_length=128, unique=True)
         created_at = EpochMillisField()
         expires_at = EpochMillisField(index=True)
-        consumed_at = EpochMillisField(null=True)
+        consumed_at = EpochMillisField(null=True, index=True)  # purge_expired
 
         Meta = meta(names["reset_tokens"])
 

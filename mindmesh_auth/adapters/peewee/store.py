@@ -487,14 +487,31 @@ class _Repo:
     def _delete(self, model: Any, where: Any, limit: int | None, order: tuple[Any, ...] = ()) -> int:
         """``DELETE ... WHERE where``; with ``limit``, at most that many rows (in ``order``):
         ``DELETE ... LIMIT`` on MySQL/MariaDB (which refuse LIMIT in an IN subquery),
-        ``DELETE ... WHERE pk IN (SELECT pk ... LIMIT)`` elsewhere."""
+        ``DELETE ... WHERE pk = ANY(ARRAY(SELECT pk ... LIMIT))`` on PostgreSQL,
+        ``DELETE ... WHERE pk IN (SELECT pk ... LIMIT)`` on SQLite."""
         if limit is None:
             return int(model.delete().where(where).execute())
         pk = model._meta.primary_key
         if self._store.is_mysql:
             return int(model.delete().where(where).order_by(*(order or (pk,))).limit(limit).execute())
         doomed = model.select(pk).where(where).order_by(*(order or (pk,))).limit(limit)
+        if is_postgres(resolve_database(self._db)):
+            # ``pk = ANY(ARRAY(SELECT ...))``: the batch's keys are computed first and looked
+            # up in the primary key; with ``pk IN (SELECT ...)`` the planner may scan the
+            # whole table once per batch (a hash semi-join) when many rows match ``where``.
+            keys = peewee.NodeList((peewee.SQL("ARRAY"), doomed))
+            return int(model.delete().where(where & (pk == peewee.fn.ANY(keys))).execute())
         return int(model.delete().where(where & pk.in_(doomed)).execute())
+
+    def _purge_spent(self, model: Any, now: datetime, limit: int | None) -> int:
+        """Delete expired rows, then consumed ones, at most ``limit`` in all: two
+        statements, each a range of its own index (``expires_at``, ``consumed_at``);
+        one ``expires_at <= now OR consumed_at IS NOT NULL`` scanned the whole table."""
+        expired = self._delete(model, model.expires_at <= to_ms(now), limit, order=(model.expires_at,))
+        if limit is not None and expired >= limit:
+            return expired
+        rest = None if limit is None else limit - expired
+        return expired + self._delete(model, model.consumed_at.is_null(False), rest, order=(model.consumed_at,))
 
 
 # ---------------------------------------------------------------- users
@@ -794,8 +811,10 @@ class PeeweeSessions(_Repo, SessionRepository):
         S, R = self._m.Session, self._m.Retired  # noqa: N806
         now_ms = to_ms(now)
         with self._store.atomic():
-            retired = self._delete(R, R.expires_at <= now_ms, limit)
-            return max(self._delete(S, S.expires_at <= now_ms, limit), retired)
+            # Oldest expiry first: each batch is a range of the expires_at index
+            # (no sort of the table, no scan of live rows; see docs/growth.md).
+            retired = self._delete(R, R.expires_at <= now_ms, limit, order=(R.expires_at,))
+            return max(self._delete(S, S.expires_at <= now_ms, limit, order=(S.expires_at,)), retired)
 
 
 # ---------------------------------------------------------------- otp
@@ -962,7 +981,7 @@ class PeeweeOtps(_Repo, OtpRepository):
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         O = self._m.Otp  # noqa: N806, E741
-        return self._delete(O, (O.expires_at <= to_ms(now)) | O.consumed_at.is_null(False), limit)
+        return self._purge_spent(O, now, limit)
 
 
 # ---------------------------------------------------------------- reset tokens
@@ -1062,7 +1081,7 @@ class PeeweeResetTokens(_Repo, ResetTokenRepository):
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         T = self._m.Reset  # noqa: N806
-        return self._delete(T, (T.expires_at <= to_ms(now)) | T.consumed_at.is_null(False), limit)
+        return self._purge_spent(T, now, limit)
 
 
 # ---------------------------------------------------------------- rate limits
@@ -1119,7 +1138,7 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:
         C = self._m.Counter  # noqa: N806
-        return self._delete(C, C.expires_at <= to_ms(now), limit)
+        return self._delete(C, C.expires_at <= to_ms(now), limit, order=(C.expires_at,))
 
 
 # ---------------------------------------------------------------- audit

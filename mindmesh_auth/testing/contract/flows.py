@@ -138,23 +138,44 @@ class FacadeFlowContract(StoreFixtures):
         auth = self._facade(store, outbox, clock)  # only the per-code cap is under test
         cap = auth.config.otp_max_attempts
 
-        def setup(r: int) -> tuple[str, str]:
+        def setup(r: int) -> tuple[str, str, str | None]:
             email = f"wrong{r}@example.com"
             auth.auth.register(email, PASSWORD)
-            auth.auth.login(email, PASSWORD)
-            return email, outbox.last_code(email)
+            handle = auth.auth.login(email, PASSWORD).handle
+            return email, outbox.last_code(email), handle
 
-        def wrong(ctx: tuple[str, str], i: int) -> Any:
-            email, right = ctx
-            return auth.auth.verify_otp(email, f"{(int(right) + 1) % 1_000_000:06d}", "login")
+        def wrong(ctx: tuple[str, str, str | None], i: int) -> Any:
+            email, right, handle = ctx  # bound submissions (the login's handle) spend the code's attempts
+            return auth.auth.verify_otp(email, f"{(int(right) + 1) % 1_000_000:06d}", "login", handle=handle)
 
-        for (email, right), results in self._flow_rounds(setup, wrong):
+        for (email, right, handle), results in self._flow_rounds(setup, wrong):
             assert all(isinstance(x, InvalidOtp) for x in results), results
             challenge = store.otps.get(email, "login")
             assert challenge is not None and challenge.attempts == min(cap, self.race_threads), email
             if self.race_threads >= cap:
                 with pytest.raises(InvalidOtp):  # the code is dead, even when right
-                    auth.auth.verify_otp(email, right, "login")
+                    auth.auth.verify_otp(email, right, "login", handle=handle)
+
+    def test_parallel_unbound_wrong_codes_never_spend_the_codes_attempts(
+        self, store: Store, outbox: Outbox, clock: FakeClock
+    ) -> None:
+        auth = self._facade(store, outbox, clock)
+
+        def setup(r: int) -> tuple[str, str, str | None]:
+            email = f"unbound{r}@example.com"
+            auth.auth.register(email, PASSWORD)
+            handle = auth.auth.login(email, PASSWORD).handle
+            return email, outbox.last_code(email), handle
+
+        def wrong(ctx: tuple[str, str, str | None], i: int) -> Any:
+            email, right, _ = ctx  # a stranger: the address only, no handle
+            return auth.auth.verify_otp(email, f"{(int(right) + 1) % 1_000_000:06d}", "login")
+
+        for (email, right, handle), results in self._flow_rounds(setup, wrong):
+            assert all(isinstance(x, (InvalidOtp, RateLimited)) for x in results), results
+            challenge = store.otps.get(email, "login")
+            assert challenge is not None and challenge.attempts == 0, email
+            assert auth.auth.verify_otp(email, right, "login", handle=handle).user.email == email
 
     def test_parallel_correct_codes_open_one_session(self, store: Store, outbox: Outbox, clock: FakeClock) -> None:
         auth = self._facade(store, outbox, clock)

@@ -131,6 +131,29 @@ class OtpRepositoryContract(StoreFixtures):
         later = T0 + timedelta(days=1)
         assert [store.otps.purge_expired(later, limit=2) for _ in range(3)] == [2, 1, 0]
 
+    def test_purge_limit_counts_expired_and_consumed_challenges_together(self, store: Store) -> None:
+        # Two expired, two consumed but not expired, one live: never more than the limit per call.
+        for n in range(1, 3):
+            store.otps.put(_challenge(n, email=f"old{n}@example.com"))
+        for n in range(3, 6):
+            store.otps.put(_challenge(n, email=f"new{n}@example.com", status="sent", expires_at=T0 + timedelta(hours=2)))
+        for n in range(3, 5):
+            assert store.otps.consume(_challenge(n).id, T0) is not None
+        now = T0 + timedelta(hours=1)
+        assert [store.otps.purge_expired(now, limit=3) for _ in range(3)] == [3, 1, 0]
+        assert store.otps.get("new5@example.com", "login") is not None
+        assert all(store.otps.get(f"new{n}@example.com", "login") is None for n in (3, 4))
+
+    def test_a_challenge_put_as_sent_replaces_the_delivered_one_and_works_at_once(self, store: Store) -> None:
+        # The core stores a code only once its mail was accepted, already ``sent`` (issue 11).
+        store.otps.put(_challenge(1, status="sent"))
+        assert store.otps.register_attempt(_challenge(1).id, T0, 5) == 1
+        store.otps.put(_challenge(2, status="sent"))
+        current = store.otps.get("user1@example.com", "login")
+        assert current is not None and (current.id, current.status, current.attempts) == (_challenge(2).id, "sent", 0)
+        assert store.otps.redeem(_challenge(1).id, T0, 5) is False  # the replaced code is dead
+        assert store.otps.register_attempt(_challenge(2).id, T0, 5) == 1
+
     # -- races: a fresh challenge per round -------------------------------------------
     def _race_challenges(self, store: Store, status: str) -> list[str]:
         """One challenge per round (``race_rounds``), each for its own email; their ids."""

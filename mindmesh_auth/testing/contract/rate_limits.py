@@ -26,6 +26,20 @@ class RateLimitRepositoryContract(StoreFixtures):
         other = store.rate_limits.hit("other", T0, end)
         assert other.count == 1
 
+    def test_zero_and_negative_amounts_read_and_refund(self, store: Store) -> None:
+        end = T0 + timedelta(minutes=10)
+        store.rate_limits.hit("k", T0, end, amount=3)
+        now = T0 + timedelta(minutes=1)
+        assert store.rate_limits.hit("k", now, now, amount=0) == CounterState(3, end)  # a read
+        assert store.rate_limits.hit("k", now, now, amount=-1) == CounterState(2, end)  # a refund
+        assert store.rate_limits.hit("k", now, end).count == 3
+        # On a missing or expired counter they restart it already expired: nothing live is left.
+        assert store.rate_limits.hit("absent", now, now, amount=-1) == CounterState(-1, now)
+        assert store.rate_limits.hit("absent", now, end) == CounterState(1, end)
+        later = T0 + timedelta(minutes=10)
+        assert store.rate_limits.hit("k", later, later, amount=0) == CounterState(0, later)
+        assert store.rate_limits.hit("k", later, later + timedelta(minutes=5)) == CounterState(1, later + timedelta(minutes=5))
+
     def test_expired_counter_restarts(self, store: Store) -> None:
         store.rate_limits.hit("k", T0, T0 + timedelta(minutes=10))
         store.rate_limits.hit("k", T0, T0 + timedelta(minutes=10))

@@ -72,6 +72,19 @@ class ResetTokenRepositoryContract(StoreFixtures):
         later = T0 + timedelta(days=1)
         assert [store.reset_tokens.purge_expired(later, limit=2) for _ in range(3)] == [2, 1, 0]
 
+    def test_purge_limit_counts_expired_and_used_tokens_together(self, store: Store) -> None:
+        # Two expired, two used but not expired, one live: never more than the limit per call.
+        for n in range(1, 6):
+            store.users.add(_user(n))
+            ttl = timedelta(minutes=10) if n <= 2 else timedelta(hours=2)
+            store.reset_tokens.put(_reset(n, _user(n).id, ttl=ttl))
+        for n in (3, 4):
+            assert store.reset_tokens.consume(f"reset-hash-{n}", T0) is not None
+        now = T0 + timedelta(hours=1)
+        assert [store.reset_tokens.purge_expired(now, limit=3) for _ in range(3)] == [3, 1, 0]
+        assert store.reset_tokens.get("reset-hash-5") is not None
+        assert all(store.reset_tokens.get(f"reset-hash-{n}") is None for n in (1, 2, 3, 4))
+
     # -- races: a fresh user or token per round ------------------------------------------
     def test_parallel_puts_for_one_user_leave_one_unconsumed_token(self, store: Store) -> None:
         threads = self.race_threads
