@@ -140,8 +140,7 @@ class AuthService:
             )
             raise InvalidCredentials()
         k.limiter.refund(ip_key, now)
-        for key in _login_counters(subject):
-            k.limiter.clear(key)
+        k.limiter.clear_many(_login_counters(subject))
         if k.hasher.needs_rehash(user.password_hash):
             k.store.users.set_password_hash(user.id, k.hasher.hash(password), now)
         self._otp.issue(user, "login", ctx)

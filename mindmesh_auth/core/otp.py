@@ -209,8 +209,12 @@ class OtpEngine:
         unbound allowance (the code stays good for the bound login)."""
         k = self.k
         window, streak = budget.of_kind(bound)
-        k.limiter.consume(window, k.config.otp_account_failure_limit, now)
-        state = k.limiter.count(streak, STREAK_WINDOW, now)
+        limit = k.config.otp_account_failure_limit
+        # Both counters in one round trip where the store can (counted before the code is looked at).
+        counted, state = k.limiter.count_many([(window, limit.window), (streak, STREAK_WINDOW)], now)
+        if counted.count > limit.count:
+            k.limiter.refund(streak, now)  # refused, not a failed attempt at the code: not in the streak
+            k.limiter.enforce(counted, limit, now)
         if state.count > k.config.consecutive_failure_limit:
             advice = "reset the password" if bound else "log in again and send the code with the login's handle"
             raise RateLimited(
@@ -305,8 +309,7 @@ class OtpEngine:
     ) -> tuple[OtpChallenge, T]:
         """A success clears the windows and consecutive counts of :meth:`_Budget.cleared_by`."""
         result = on_success(challenge)
-        for key in keys:
-            self.k.limiter.clear(key)
+        self.k.limiter.clear_many(keys)
         return challenge, result
 
 

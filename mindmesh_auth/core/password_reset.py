@@ -128,8 +128,9 @@ class PasswordService:
             self._replace_password_writes(found, new_hash, ctx, AuditEventType.PASSWORD_RESET_COMPLETED, keep_session=None)
             # A completed reset clears every failure counter of the account: the
             # password and code windows, delays and consecutive-failure caps.
-            for key in (*login_counter_names(found.email), *failure_counter_names(found.email, k.config.otp_purposes)):
-                k.limiter.clear(key)
+            k.limiter.clear_many(
+                (*login_counter_names(found.email), *failure_counter_names(found.email, k.config.otp_purposes))
+            )
             return True
 
         if not k.unit(apply):
@@ -157,8 +158,7 @@ class PasswordService:
         admit_password_attempt(k, user.email, k.now())
         if not k.hasher.verify(current_password, user.password_hash):
             raise InvalidPassword("The current password is wrong.")
-        for key in login_counter_names(user.email):
-            k.limiter.clear(key)
+        k.limiter.clear_many(login_counter_names(user.email))
         k.policy.check_new(new_password, email=user.email)
         new_hash = k.hasher.hash(new_password)
         found: User = user

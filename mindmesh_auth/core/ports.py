@@ -302,9 +302,24 @@ class RateLimitRepository(abc.ABC):
         ``expires_at=now`` with those, so a counter they restart is already expired.
         """
 
+    def hit_many(self, hits: Sequence[tuple[str, datetime]], now: datetime) -> list[CounterState]:
+        """:meth:`hit` (``amount=1``) on each ``(key, expires_at)`` in the given order;
+        their new states, in the same order. Keys are distinct. Each counter is
+        atomic on its own (as with separate hits, not across them).
+
+        The core counts one event in several counters at once with it, so a store
+        can do it in one round trip. The default hits them one at a time."""
+        return [self.hit(key, now, expires_at) for key, expires_at in hits]
+
     @abc.abstractmethod
     def reset(self, key: str) -> None:
         """Delete the counter ``key``."""
+
+    def reset_many(self, keys: Sequence[str]) -> None:
+        """:meth:`reset` each of ``keys`` (a store may do it in one statement). The default
+        resets them one at a time."""
+        for key in keys:
+            self.reset(key)
 
     @abc.abstractmethod
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:

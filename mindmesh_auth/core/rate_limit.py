@@ -7,7 +7,7 @@ get more than the limit through.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from .config import Limit
@@ -36,7 +36,11 @@ class RateLimiter:
 
     def consume(self, key: str, limit: Limit, now: datetime) -> None:
         """Count one event; raise ``RateLimited`` if it is over the limit."""
-        state = self._counters.hit(self.stored_key(key), now, now + limit.window)
+        self.enforce(self._counters.hit(self.stored_key(key), now, now + limit.window), limit, now)
+
+    @staticmethod
+    def enforce(state: CounterState, limit: Limit, now: datetime) -> None:
+        """``RateLimited`` if a counted ``state`` is over ``limit``."""
         if state.count > limit.count:
             raise RateLimited(retry_after=_seconds_until(state.expires_at, now, limit.window))
 
@@ -56,8 +60,19 @@ class RateLimiter:
         never leaves a live negative count (an extra allowance) behind."""
         self._counters.hit(self.stored_key(key), now, now, amount=-1)
 
+    def count_many(self, counters: Sequence[tuple[str, timedelta]], now: datetime) -> list[CounterState]:
+        """Count one event in each ``(name, window)`` at once (one round trip where the
+        store can); their states in the same order. The caller applies the limits."""
+        return self._counters.hit_many([(self.stored_key(name), now + window) for name, window in counters], now)
+
     def clear(self, key: str) -> None:
         self._counters.reset(self.stored_key(key))
+
+    def clear_many(self, keys: Iterable[str]) -> None:
+        """Clear several counters (one statement where the store can)."""
+        stored = list(dict.fromkeys(self.stored_key(key) for key in keys))
+        if stored:
+            self._counters.reset_many(stored)
 
 
 def _seconds_until(moment: datetime, now: datetime, window: timedelta | None = None) -> int:

@@ -35,7 +35,7 @@ WRITE_METHODS: dict[str, tuple[str, ...]] = {
     "sessions": ("add", "rotate", "revoke", "revoke_all_for_user", "purge_expired"),
     "otps": ("put", "mark_sent", "discard", "register_attempt", "consume", "redeem", "purge_expired"),
     "reset_tokens": ("put", "consume", "delete_for_user", "purge_expired"),
-    "rate_limits": ("hit", "reset", "purge_expired"),
+    "rate_limits": ("hit", "hit_many", "reset", "reset_many", "purge_expired"),
     "audit": ("append", "append_many", "purge_before"),
 }
 """Every port method that changes stored state, by repository."""

@@ -175,7 +175,7 @@ def test_a_failed_right_code_keeps_its_counted_attempt_and_a_retry_clears_it(
     other_handle = auth.auth.login(other, "correct horse battery").handle
     with faulty.recording() as writes:
         auth.auth.verify_otp(other, outbox.last_code(other), "login", handle=other_handle)
-    assert writes[0] == "rate_limits.hit" and writes[-2:] == ["rate_limits.reset", "audit.append_many"], writes
+    assert writes[0] == "rate_limits.hit_many" and writes[-2:] == ["rate_limits.reset_many", "audit.append_many"], writes
     faulty.fail_at(len(writes))  # the audit rows, written last in the unit, after the (held-back) reset
     with pytest.raises(StorageUnavailable):
         auth.auth.verify_otp(email, code, "login", handle=handle)

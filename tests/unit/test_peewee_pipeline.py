@@ -167,7 +167,7 @@ def test_an_apps_own_transaction_begins_at_once(store: PeeweeStore) -> None:
     assert _reasons(store) == []
 
 
-def test_verify_otp_sends_seven_requests_and_keeps_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_otp_sends_six_requests_and_keeps_every_row(monkeypatch: pytest.MonkeyPatch) -> None:
     store = PeeweeStore.from_url(server_url("postgres"), table_prefix=unique_prefix())
     outbox = Outbox()
     auth = MindmeshAuth(store=store, mailer=outbox, config=test_config())
@@ -179,9 +179,11 @@ def test_verify_otp_sends_seven_requests_and_keeps_every_row(monkeypatch: pytest
         code = outbox.last_code("pipe@example.com")
         requests = Requests(store.database, monkeypatch)  # type: ignore[arg-type]
         result = auth.auth.verify_otp("pipe@example.com", code, "login", handle=handle)
-        # read the code; BEGIN+count the window; count the consecutive failures; redeem; read the user;
-        # open the session; clear+audit+COMMIT (without the handle: one more, the code's unbound allowance)
-        assert len(requests.sent) == 7, requests.sent
+        # read the code; BEGIN+count the window and the consecutive failures (one upsert of two rows);
+        # redeem; read the user; open the session; clear+audit+COMMIT
+        # (without the handle: one more, the code's unbound allowance)
+        assert len(requests.sent) == 6, requests.sent
+        assert requests.sent[1].startswith("BEGIN; INSERT") and requests.sent[1].count("), (") == 1
         assert not any(sql in ("BEGIN", "COMMIT") for sql in requests.sent)
         monkeypatch.undo()
         assert auth.auth.get_user_from_token(result.access_token).email == "pipe@example.com"

@@ -1119,6 +1119,37 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
                 count, exp = self._run("rate_limits.read", select, key=key).fetchone()
         return CounterState(int(count), from_ms(exp))
 
+    def hit_many(self, hits: Sequence[tuple[str, datetime]], now: datetime) -> list[CounterState]:
+        """One multi-row upsert ``RETURNING`` the counters (PostgreSQL, SQLite 3.35+);
+        elsewhere, or for one counter, one :meth:`hit` each."""
+        keys = [key for key, _ in hits]
+        if len(hits) < 2 or len(set(keys)) != len(keys) or not self._store.supports_returning:
+            return super().hit_many(hits, now)
+        return self._hit_many(hits, now)
+
+    @_op
+    def _hit_many(self, hits: Sequence[tuple[str, datetime]], now: datetime) -> list[CounterState]:
+        C = self._m.Counter  # noqa: N806
+        n = len(hits)
+        values: dict[str, Any] = {"now": to_ms(now)}
+        for i, (key, expires_at) in enumerate(hits):
+            values.update({f"key{i}": key, f"count{i}": 1, f"expires_at{i}": to_ms(expires_at)})
+
+        def upsert() -> Any:
+            expired = C.expires_at <= _P("now")
+            # Each row's own new values are EXCLUDED's; the CASEs read the stored row (as in hit).
+            update = {
+                C.count: peewee.Case(None, [(expired, peewee.EXCLUDED.count)], C.count + peewee.EXCLUDED.count),
+                C.expires_at: peewee.Case(None, [(expired, peewee.EXCLUDED.expires_at)], C.expires_at),
+            }
+            rows = [{c: _P(f"{c.name}{i}", c) for c in (C.key, C.count, C.expires_at)} for i in range(n)]
+            query = C.insert_many(rows).on_conflict(conflict_target=[C.key], update=update)
+            return query.returning(C.key, C.count, C.expires_at)
+
+        cursor = self._run(f"rate_limits.hit_many.{n}", upsert, **values)
+        states = {key: CounterState(int(count), from_ms(exp)) for key, count, exp in cursor}
+        return [states[key] for key, _ in hits]
+
     @_op
     def get(self, key: str, now: datetime) -> CounterState | None:
         C = self._m.Counter  # noqa: N806
@@ -1134,6 +1165,18 @@ class PeeweeRateLimits(_Repo, RateLimitRepository):
     def reset(self, key: str) -> None:
         C = self._m.Counter  # noqa: N806
         self._run_unanswered("rate_limits.reset", lambda: C.delete().where(C.key == _P("key")), key=key)
+
+    @_op
+    def reset_many(self, keys: Sequence[str]) -> None:
+        C = self._m.Counter  # noqa: N806
+        n = len(keys)
+        if n == 0:
+            return
+        self._run_unanswered(
+            f"rate_limits.reset_many.{n}",
+            lambda: C.delete().where(C.key.in_([_P(f"key{i}") for i in range(n)])),
+            **{f"key{i}": key for i, key in enumerate(keys)},
+        )
 
     @_op
     def purge_expired(self, now: datetime, *, limit: int | None = None) -> int:

@@ -72,6 +72,41 @@ class RateLimitRepositoryContract(StoreFixtures):
         later = T0 + timedelta(days=1)
         assert [store.rate_limits.purge_expired(later, limit=3) for _ in range(3)] == [3, 2, 0]
 
+    def test_hit_many_counts_each_counter_as_hit_would(self, store: Store) -> None:
+        end, far = T0 + timedelta(minutes=10), T0 + timedelta(hours=1)
+        store.rate_limits.hit("a", T0, end, amount=2)
+        now = T0 + timedelta(minutes=1)
+        # A live counter grows and keeps its window; a new one starts with its own.
+        assert store.rate_limits.hit_many([("a", far), ("b", far)], now) == [CounterState(3, end), CounterState(1, far)]
+        # Results come in the order asked; an expired counter restarts with the new window.
+        later = T0 + timedelta(minutes=10)
+        fresh = later + timedelta(minutes=5)
+        assert store.rate_limits.hit_many([("b", fresh), ("a", fresh)], later) == [CounterState(2, far), CounterState(1, fresh)]
+        assert store.rate_limits.hit_many([("c", far)], now) == [CounterState(1, far)]
+        assert store.rate_limits.hit_many([], now) == []
+
+    def test_reset_many_deletes_only_the_listed_counters(self, store: Store) -> None:
+        end = T0 + timedelta(minutes=10)
+        for key in ("a", "b", "c"):
+            store.rate_limits.hit(key, T0, end, amount=5)
+        store.rate_limits.reset_many(["a", "c", "absent"])
+        store.rate_limits.reset_many([])
+        assert [store.rate_limits.hit(key, T0, end).count for key in ("a", "b", "c")] == [1, 6, 1]
+
+    def test_parallel_hit_many_counts_every_counter_exactly(self, store: Store) -> None:
+        threads = self.race_threads
+        end = T0 + timedelta(minutes=10)
+
+        def both(r: int, i: int) -> list[CounterState]:
+            return store.rate_limits.hit_many([(f"pair-a-{r}", end), (f"pair-b-{r}", end)], T0)
+
+        for r, results in enumerate(self._rounds(both)):
+            assert all(isinstance(x, list) for x in results), results
+            for index, key in enumerate((f"pair-a-{r}", f"pair-b-{r}")):
+                counts = sorted(x[index].count for x in results if isinstance(x, list))
+                assert counts == list(range(1, threads + 1)), f"round {r}, {key}: counts {counts}"
+                assert store.rate_limits.hit(key, T0, end) == CounterState(threads + 1, end)
+
     def test_parallel_hits_count_exactly(self, store: Store) -> None:
         threads = self.race_threads
         end = T0 + timedelta(minutes=10)
