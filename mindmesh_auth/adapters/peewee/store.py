@@ -663,7 +663,9 @@ class PeeweeSessions(_Repo, SessionRepository):
     @_op
     def add(self, session: Session) -> None:
         S = self._m.Session  # noqa: N806
-        self._run(
+        # Nothing reads its result: inside a unit on PostgreSQL it travels with the next statement
+        # (a duplicate fails that request, so the unit still rolls back as a whole).
+        self._run_unanswered(
             "sessions.add",
             lambda: S.insert(_row_params(self._columns)).as_rowcount(),
             id=session.id,
