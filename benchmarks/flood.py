@@ -128,20 +128,40 @@ async def _login(client: Any, n: int, addresses: int) -> tuple[str, float]:
     return status, (time.perf_counter() - started) * 1000
 
 
-async def measure(base_url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+def _flood(base_url: str, logins: int, addresses: int, conn: Any) -> None:
+    """The flood, in a process of its own: its client work (200 connections at once)
+    must not delay the probes' event loop, or the probes measure the load generator."""
     import httpx
 
-    limits = httpx.Limits(max_connections=args.logins + 10, max_keepalive_connections=args.logins + 10)
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as flood,
-        httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as prober,
-    ):
+    async def run() -> tuple[list[tuple[str, float]], float]:
+        limits = httpx.Limits(max_connections=logins + 10, max_keepalive_connections=logins + 10)
+        async with httpx.AsyncClient(base_url=base_url, timeout=300, limits=limits) as flood:
+            conn.send("ready")
+            started = time.perf_counter()
+            answers = await asyncio.gather(*(_login(flood, n, addresses) for n in range(logins)))
+            return answers, time.perf_counter() - started
+
+    conn.send(asyncio.run(run()))
+    conn.close()
+
+
+async def measure(base_url: str, token: str, args: argparse.Namespace) -> dict[str, Any]:
+    import multiprocessing
+
+    import httpx
+
+    async with httpx.AsyncClient(base_url=base_url, timeout=300) as prober:
         idle = await _probe(prober, token, asyncio.Event(), args.probes, args.interval)
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        flooder = context.Process(target=_flood, args=(base_url, args.logins, args.addresses, sender))
+        flooder.start()
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, receiver.recv) == "ready"
         stop = asyncio.Event()
         probe = asyncio.create_task(_probe(prober, token, stop, None, args.interval))
-        started = time.perf_counter()
-        logins = await asyncio.gather(*(_login(flood, n, args.addresses) for n in range(args.logins)))
-        flood_seconds = time.perf_counter() - started
+        logins, flood_seconds = await loop.run_in_executor(None, receiver.recv)
+        await loop.run_in_executor(None, flooder.join)
         stop.set()
         during = await probe
     return {
