@@ -186,6 +186,10 @@ class PasswordService:
                     k.store.sessions.revoke(session.id, now, "password_changed")
         k.store.users.set_password_hash(user.id, new_hash, now)
         k.store.reset_tokens.delete_for_user(user.id)
+        # A login code asked for with the old password never finishes a login after the change.
+        pending = k.store.otps.get(user.email, "login")
+        if pending is not None:
+            k.store.otps.discard(pending.id)
         k.limiter.clear(f"login-fail:{user.email}")
         k.auditor.record(event, now, ctx, user_id=user.id, email=user.email)
 

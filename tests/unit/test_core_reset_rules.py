@@ -14,6 +14,7 @@ from mindmesh_auth import (
     AuditEventType,
     InvalidCredentials,
     InvalidEmail,
+    InvalidOtp,
     InvalidPassword,
     InvalidResetToken,
     InvalidToken,
@@ -61,6 +62,29 @@ def fail_logins(env, times: int, email: str = EMAIL) -> None:
 
 def reset_requests_sent(env, email: str = EMAIL) -> int:
     return len(env.outbox.for_address(email, "password_reset"))
+
+
+# -- a login code asked for before the password changed -----------------------------------------
+
+
+def test_a_reset_discards_the_login_code_asked_for_with_the_old_password(env, user) -> None:
+    challenge = env.auth.auth.login(EMAIL, PASSWORD)
+    code = env.outbox.last_code(EMAIL)
+    env.auth.password.reset(request_token(env), NEW_PASSWORD)
+    with pytest.raises(InvalidOtp):
+        env.auth.auth.verify_otp(EMAIL, code, "login", handle=challenge.handle)
+    assert env.login(EMAIL, NEW_PASSWORD).user.id == user.id  # a new login's code works
+
+
+def test_a_change_discards_the_pending_login_code_and_keeps_other_purposes(env, user) -> None:
+    env.auth.otp.send(EMAIL, "email_verify")
+    verify_code = env.outbox.last_code(EMAIL)
+    challenge = env.auth.auth.login(EMAIL, PASSWORD)
+    code = env.outbox.last_code(EMAIL)
+    env.auth.password.change(user.id, PASSWORD, NEW_PASSWORD)
+    with pytest.raises(InvalidOtp):
+        env.auth.auth.verify_otp(EMAIL, code, "login", handle=challenge.handle)
+    assert env.auth.otp.verify(EMAIL, verify_code, "email_verify") is True
 
 
 # -- the failed-login counter ------------------------------------------------------
