@@ -69,11 +69,6 @@ class OtpEngine:
         adds room to a later window (see ``RateLimiter.refund``)."""
         self.k.limiter.refund(key, self.k.now())
 
-    def _from_the_future(self, challenge: OtpChallenge, now: datetime) -> bool:
-        """Created after ``now`` (beyond the skew tolerance): the clock stepped back since, and
-        the code counts as expired, so it never lives longer than its ttl on the forward clock."""
-        return self.k.from_the_future(challenge.created_at, now)
-
     def issue(self, user: User, purpose: str, ctx: RequestContext) -> None:
         """Charge the send budget and deliver (the login path: the caller hears of a
         failed delivery). A rejected delivery (``DeliveryFailed``) refunds the
@@ -226,6 +221,20 @@ class OtpEngine:
         per_code = k.limiter.count(f"otp-code-unbound:{challenge.id}", k.config.otp_ttl, now)
         return per_code.count <= k.config.otp_max_attempts
 
+    def _refused(self, challenge: OtpChallenge | None, allowed: bool, now: datetime) -> _Miss | None:
+        """Why a counted submission goes no further before its code is looked at: no
+        code, a code from the future (the clock stepped back), or an unbound
+        submission past the code's unbound allowance. ``None``: go on."""
+        if challenge is None:
+            return _Miss("no_challenge", None)
+        if self.k.from_the_future(challenge.created_at, now):
+            # Created after now: the clock stepped back since; a code never lives longer
+            # than its ttl on the forward clock.
+            return _Miss("expired_or_used", challenge.user_id)
+        if not allowed:
+            return _Miss("unbound_attempts_used", challenge.user_id)
+        return None
+
     def _check_keyed(
         self,
         email: str,
@@ -249,12 +258,10 @@ class OtpEngine:
 
         def attempt() -> tuple[OtpChallenge, T] | _Miss:
             allowed = self._count(budget, bound, challenge, now)
-            if challenge is None:
-                return _Miss("no_challenge", None)
-            if self._from_the_future(challenge, now):
-                return _Miss("expired_or_used", challenge.user_id)
-            if not allowed:
-                return _Miss("unbound_attempts_used", challenge.user_id)
+            refused = self._refused(challenge, allowed, now)
+            if refused is not None:
+                return refused
+            assert challenge is not None  # _refused answers a missing one
             if right:  # counted and consumed in one step
                 if not k.store.otps.redeem(challenge.id, now, k.config.otp_max_attempts):
                     return _Miss("expired_or_used", challenge.user_id)
@@ -285,12 +292,10 @@ class OtpEngine:
         challenge = k.store.otps.get(email, purpose)
         bound = self._bound(challenge, handle, bindable, now)
         allowed = self._count(budget, bound, challenge, now)
-        if challenge is None:
-            return _Miss("no_challenge", None)
-        if self._from_the_future(challenge, now):
-            return _Miss("expired_or_used", challenge.user_id)
-        if not allowed:
-            return _Miss("unbound_attempts_used", challenge.user_id)
+        refused = self._refused(challenge, allowed, now)
+        if refused is not None:
+            return refused
+        assert challenge is not None  # _refused answers a missing one
         if bound and k.store.otps.register_attempt(challenge.id, now, k.config.otp_max_attempts) is None:
             return _Miss("expired_or_used", challenge.user_id)
         if not self._matches(challenge, code):
