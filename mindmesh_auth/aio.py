@@ -138,6 +138,13 @@ class AsyncPassword(_AsyncGroup):
         )
 
 
+class AsyncAccount(_AsyncGroup):
+    """``auth.account`` for asyncio."""
+
+    async def delete(self, user_id: str, password: str, *, context: RequestContext | None = None) -> None:
+        await self._runner("delete")(self._group.delete, user_id, password, context=context)
+
+
 class AsyncUsers(_AsyncGroup):
     """``auth.user`` for asyncio."""
 
@@ -158,6 +165,9 @@ class AsyncUsers(_AsyncGroup):
 
     async def mark_email_verified(self, user_id: str, *, context: RequestContext | None = None) -> None:
         await self._run(self._group.mark_email_verified, user_id, context=context)
+
+    async def delete(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        await self._run(self._group.delete, user_id, context=context)
 
 
 class AsyncSessions(_AsyncGroup):
@@ -224,6 +234,7 @@ class AsyncMindmeshAuth:
         self.auth = AsyncAuth(sync.auth, self._call, self._call_hashing, ops.get("auth", ()))
         self.otp = AsyncOtp(sync.otp, self._call, self._call_hashing, ops.get("otp", ()))
         self.password = AsyncPassword(sync.password, self._call, self._call_hashing, ops.get("password", ()))
+        self.account = AsyncAccount(sync.account, self._call, self._call_hashing, ops.get("account", ()))
         self.user = AsyncUsers(sync.user, self._call, self._call_hashing)
         self.sessions = AsyncSessions(sync.sessions, self._call, self._call_hashing)
         self.audit = AsyncAudit(sync.audit, self._call, self._call_hashing)

@@ -449,7 +449,7 @@ def demo(ctx: click.Context, demo_url: str | None) -> None:
 
 @cli.group()
 def users() -> None:
-    """Create, inspect, block and verify users."""
+    """Create, inspect, block, verify and delete users."""
 
 
 @users.command("create")
@@ -554,6 +554,13 @@ _user_action(
     "mark_email_verified",
     "verified the email of",
     "Mark a user's email address as verified. ID_OR_EMAIL is an id or an email.",
+)
+_user_action(
+    "delete",
+    "delete",
+    "deleted",
+    "Delete a user for good: every session is revoked, pending codes and reset tokens go, and the address "
+    "may register again. No confirmation is asked. ID_OR_EMAIL is an id or an email.",
 )
 
 

@@ -2,7 +2,7 @@
 
 Run with ``python -m mindmesh_auth.demo [--database-url sqlite:///path.db]``.
 A given database must hold no users yet (the demo refuses it otherwise); the
-demo account gets a random password that is never shown, and is blocked at
+demo account gets a random password that is never shown, and is deleted at
 the end, so it can never be logged into.
 """
 
@@ -97,9 +97,9 @@ def run_demo(database_url: str | None = None, out: TextIO | None = None) -> int:
         except AuthError as exc:
             out.write(f"    the access token is now refused: {exc.code}\n")
 
-        step("7. block the demo account (it can never be logged into)")
-        auth.user.block(user.id)
-        out.write(f"    blocked user {user.id}\n")
+        step("7. delete the demo account (it can never be logged into)")
+        auth.user.delete(user.id)
+        out.write(f"    deleted user {user.id}\n")
 
         step("audit log")
         for event in auth.audit.query(user_id=user.id):

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+from .core.account import AccountService
 from .core.admin import AuditService, SessionService, UserService
 from .core.config import AuthConfig
 from .core.context import reset_context, set_context
@@ -111,6 +112,7 @@ class MindmeshAuth:
         self.otp = OtpService(self._kernel, engine, self._schedule)
         self.password = PasswordService(self._kernel, self._schedule)
         self.user = UserService(self._kernel)
+        self.account = AccountService(self._kernel)
         self.sessions = SessionService(self._kernel)
         self.audit = AuditService(self._kernel)
         # At most hash_workers operations that run bcrypt at once, a bounded queue behind them,

@@ -130,6 +130,16 @@ class MemoryUsers(_Repo, UserRepository):
     def set_email_verified(self, user_id: str, now: datetime) -> bool:
         return self._update(user_id, email_verified=True, updated_at=now)
 
+    def delete(self, user_id: str) -> bool:
+        with self._lock:
+            user = self._by_id.get(user_id)
+            if user is None:
+                return False
+            self._write()
+            del self._by_id[user_id]
+            del self._by_email[user.email]
+            return True
+
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         with self._lock:
             ordered = sorted(self._by_id.values(), key=lambda u: (u.created_at, u.id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from .account import delete_account
 from .deps import Kernel
 from .errors import SessionNotFound, UserNotFound, ValidationError
 from .models import AuditEvent, AuditEventType, RequestContext, Session, User
@@ -66,6 +67,16 @@ class UserService:
             k.auditor.record(AuditEventType.ACCOUNT_UNBLOCKED, now, ctx, user_id=user.id, email=user.email)
 
         k.unit(unblock)
+
+    def delete(self, user_id: str, *, context: RequestContext | None = None) -> None:
+        """Delete the user as an administrator (no password): every session is revoked,
+        reset tokens and pending codes go, the address is free again; audited
+        ``ACCOUNT_DELETED`` with reason ``admin`` (see :mod:`.account`).
+        ``UserNotFound`` for an unknown (or already deleted) id."""
+        k = self._k
+        ctx = k.context(context)
+        if not delete_account(k, self.get_by_id(user_id), ctx, by="admin"):
+            raise UserNotFound()
 
     def mark_email_verified(self, user_id: str, *, context: RequestContext | None = None) -> None:
         k = self._k

@@ -120,6 +120,14 @@ class UserRepository(abc.ABC):
         """Mark the email verified. Idempotent. Returns whether the user exists."""
 
     @abc.abstractmethod
+    def delete(self, user_id: str) -> bool:
+        """Delete the user. Atomic: ``True`` only for the call that deleted it; an unknown
+        (or already deleted) id gives ``False``. Afterwards :meth:`get`,
+        :meth:`get_by_email` and ``sessions.get_with_user`` find nothing and the
+        address can be added again. The user's sessions, codes and reset tokens
+        are left to the caller (the core revokes and discards them in the same unit)."""
+
+    @abc.abstractmethod
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         """At most ``limit`` users after skipping ``offset``, ordered by ``created_at`` then ``id``."""
 

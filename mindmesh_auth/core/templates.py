@@ -69,6 +69,18 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = {
             "<p>If this was not you, reset your password now and contact support.</p></body></html>"
         ),
     ),
+    "account_deleted": MessageTemplate(
+        subject="Your $app_name account was deleted",
+        text=(
+            "Your $app_name account and every session of it were deleted.\n\n"
+            "If this was not you, contact support.\n"
+        ),
+        html=(
+            "<!doctype html><html><body style=\"font-family:sans-serif\">"
+            "<p>Your $app_name account and every session of it were deleted.</p>"
+            "<p>If this was not you, contact support.</p></body></html>"
+        ),
+    ),
 }
 
 _PURPOSE_LABELS = {"login": "sign-in", "email_verify": "email verification"}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ..core.errors import AuthError, InvalidOtp, InvalidRefreshToken, InvalidToken, ValidationError
+from ..core.errors import AuthError, InvalidOtp, InvalidRefreshToken, InvalidToken, UserNotFound, ValidationError
 from ..core.models import RequestContext, SessionWithUser
 from ..facade import MindmeshAuth
 from ._http import (
@@ -72,7 +72,7 @@ MAX_BODY_BYTES = 64 * 1024
 """The default body limit: larger bodies are answered 413 before they are read in full
 (no route needs more than a few hundred bytes). ``max_body_bytes=`` on the factories changes it."""
 
-CSRF_ROUTES = frozenset({"refresh", "logout", "revoke_session"})
+CSRF_ROUTES = frozenset({"refresh", "logout", "revoke_session", "delete_account"})
 """The auth routes that change state with the credentials the cookies carry."""
 
 Body = dict[str, Any]
@@ -450,3 +450,13 @@ class Endpoints:
         session_id = request.path_params.get("session_id", "")
         self.auth.sessions.revoke(session_id, user_id=who.user.id, context=self.context(request))
         return self._no_content(clear=session_id == who.session.id)
+
+    def delete_account(self, request: HttpRequest, body: Body) -> HttpResponse:
+        """The access token's user, with the password: the account and every session end; cookies cleared.
+        An account already gone (deleted in parallel) is a 401, as its token now is."""
+        who = self._who(request)
+        try:
+            self.auth.account.delete(who.user.id, body["password"], context=self.context(request))
+        except UserNotFound:
+            raise InvalidToken() from None
+        return self._no_content(clear=True)

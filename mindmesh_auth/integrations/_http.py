@@ -230,6 +230,16 @@ ROUTES: tuple[RouteSpec, ...] = (
         "Revoke one of the current user's sessions",
         authenticated=True,
     ),
+    RouteSpec(
+        "delete_account",
+        "POST",
+        "/account/delete",
+        204,
+        (401, 403, 413, 422, 429, 503),
+        "Delete the current user's account, given its password",
+        authenticated=True,
+        body=(BodyField("password", description="The account's current password."),),
+    ),
 )
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -241,7 +251,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     404: "Unknown session, or a session of another user (`session_not_found`).",
     409: "The email already has an account (`email_taken`).",
     413: "The request body is larger than the configured limit (`payload_too_large`, 64 KiB by default).",
-    422: "Malformed input (`invalid_input`, `invalid_email`, `invalid_password`).",
+    422: "Malformed input (`invalid_input`, `invalid_email`, `invalid_password`), or a wrong password where the "
+    "current one is asked for (`invalid_password`).",
     429: "Rate limited (`rate_limited`); the `Retry-After` header gives the seconds to wait.",
     503: "Mail delivery or storage failed (`delivery_failed`, `storage_error`, `storage_unavailable`), or too many "
     "password hashes are queued (`overloaded`, on the routes that hash; `Retry-After` gives the seconds to wait).",

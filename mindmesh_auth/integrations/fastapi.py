@@ -458,6 +458,7 @@ _HASHING_ROUTES = {
     "otp_send": ("otp", "send"),
     "otp_verify": ("otp", "verify"),
     "password_reset": ("password", "reset"),
+    "delete_account": ("account", "delete"),
 }
 
 

@@ -54,7 +54,7 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 Send = Callable[[OutgoingMessage], None]
 
-GROUPS = ("auth", "otp", "password", "user", "sessions", "audit")
+GROUPS = ("auth", "otp", "password", "account", "user", "sessions", "audit")
 """The facade's service groups; an operation is named ``<group>.<method>`` (``auth.login``)."""
 
 RESET_DELIVERY_OPERATION = "password.reset_delivery"

@@ -17,7 +17,7 @@ from _ci import require
 require("click")
 require("peewee")
 
-from mindmesh_auth import AuthConfig, InvalidCredentials, MindmeshAuth  # noqa: E402
+from mindmesh_auth import AuditEventType, AuthConfig, InvalidCredentials, InvalidRefreshToken, MindmeshAuth  # noqa: E402
 from mindmesh_auth.testing import Outbox  # noqa: E402
 
 JWT_SECRET = "cli-jwt-Vb4Nx9Kq2Wm7Tz1Hr6Lc3Fp8Ds5Gj0Ya"  # 40 characters
@@ -129,6 +129,7 @@ COMMANDS = [
     "users block",
     "users unblock",
     "users verify-email",
+    "users delete",
     "sessions",
     "sessions list",
     "sessions revoke",
@@ -200,6 +201,50 @@ def test_users_lifecycle_is_reflected_in_show_json(cli: Cli) -> None:
     assert re.search(r"^email_verified\s+yes$", text, re.M)
     assert re.search(r"^blocked\s+no$", text, re.M)
     assert "$2" not in text and "password" not in text
+
+
+def test_users_delete_by_email_and_by_id(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)  # its own database: the module's runs are budgeted
+    cli.ok("init")
+    auth, outbox = cli.api()
+    try:
+        ada = auth.auth.register("ada@example.com", PASSWORD)
+        bob = auth.auth.register("bob@example.com", PASSWORD)
+        keep = auth.auth.register("keep@example.com", PASSWORD)
+        auth.auth.login("bob@example.com", PASSWORD)
+        bob_session = auth.auth.verify_otp("bob@example.com", outbox.last_code("bob@example.com"), "login")
+    finally:
+        auth.close()
+
+    by_email = cli("users", "delete", "ADA@example.com")
+    assert by_email.returncode == 0, by_email.stderr
+    assert by_email.stdout == f"deleted user {ada.id} <ada@example.com>\n"
+    # The CLI sends no mail: the account_deleted notice is shown on stderr only.
+    assert "mail to ada@example.com" in by_email.stderr and "deleted" in by_email.stderr
+    assert "Traceback" not in by_email.stderr
+    assert cli.ok("users", "delete", bob.id) == f"deleted user {bob.id} <bob@example.com>\n"
+
+    assert cli.fails("users", "show", "ada@example.com") == "error: user_not_found: User not found."
+    assert cli.fails("users", "delete", bob.id) == "error: user_not_found: User not found."
+    assert cli.fails("users", "delete", "nobody@example.com") == "error: user_not_found: User not found."
+    assert [u["id"] for u in cli.json("users", "list")] == [keep.id]
+    again = cli.create_user("ada@example.com")  # the address is free again
+    assert again != ada.id
+
+    auth, _ = cli.api()
+    try:
+        [session] = auth.sessions.list(bob.id, include_inactive=True)
+        assert session.id == bob_session.session_id and session.revoked_at is not None
+        with pytest.raises(InvalidRefreshToken):
+            auth.auth.refresh(bob_session.refresh_token)
+        deleted = auth.audit.query(types=[AuditEventType.ACCOUNT_DELETED])
+        assert [(e.user_id, e.email, e.reason, e.user_agent) for e in deleted] == [
+            (ada.id, "ada@example.com", "admin", "mindmesh-auth cli"),
+            (bob.id, "bob@example.com", "admin", "mindmesh-auth cli"),
+        ]
+        assert auth.user.get_by_id(keep.id).email == "keep@example.com"
+    finally:
+        auth.close()
 
 
 def test_users_create_list_and_errors(cli: Cli) -> None:
@@ -316,7 +361,8 @@ def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    steps = ["1. register", "2. login", "3. verify the code", "4. get the user", "5. refresh", "6. logout", "audit log"]
+    steps = ["1. register", "2. login", "3. verify the code", "4. get the user", "5. refresh", "6. logout",
+             "7. delete the demo account", "audit log"]
     positions = [out.index(f"== {step}") for step in steps]
     assert positions == sorted(positions)
     assert "mail to ada@example.com" in out
@@ -325,13 +371,21 @@ def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
     assert (tmp_path / "demo.db").exists()
     assert "correct horse battery staple" not in out  # no published password
 
-    # The demo account is blocked: not even its password (random, never shown) would log in.
+    registered = re.search(r"^    user (\S+) <ada@example\.com>$", out, re.M)
+    assert registered, out
+    ada_id = registered.group(1)
+    assert f"deleted user {ada_id}" in out and "account was deleted" in out  # the notice mail is shown
+
+    # The demo account is deleted: nothing is left to log into; the audit log keeps its events.
     config = AuthConfig(jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, bcrypt_rounds=4)
     with MindmeshAuth(store=f"sqlite:///{tmp_path}/demo.db", mailer=Outbox(), config=config) as auth:
-        [ada] = auth.user.list()
-        assert ada.email == "ada@example.com" and ada.blocked is True
+        assert auth.user.list() == []
         with pytest.raises(InvalidCredentials):
             auth.auth.login("ada@example.com", "correct horse battery staple")
+        [deleted] = auth.audit.query(types=[AuditEventType.ACCOUNT_DELETED])
+        assert deleted.user_id == ada_id and deleted.reason == "admin"
+        assert {s.revoked_at is not None for s in auth.sessions.list(ada_id, include_inactive=True)} == {True}
+        real = auth.auth.register("real@example.com", PASSWORD)
         events = len(auth.audit.query(limit=10000))
 
     # A database that holds users is refused, and left as it was.
@@ -343,7 +397,7 @@ def test_demo_runs_every_step_without_configuration(tmp_path: Path) -> None:
     [line] = again.stderr.strip().splitlines()
     assert line.startswith("error: configuration_error: The demo refuses sqlite:///") and "already holds users" in line
     with MindmeshAuth(store=f"sqlite:///{tmp_path}/demo.db", mailer=Outbox(), config=config) as auth:
-        assert [u.id for u in auth.user.list()] == [ada.id]
+        assert [u.id for u in auth.user.list()] == [real.id]
         assert len(auth.audit.query(limit=10000)) == events
 
 
@@ -392,13 +446,14 @@ def test_a_password_in_the_query_string_is_never_echoed(tmp_path: Path) -> None:
                               capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
         assert demo.returncode == 0, demo.stderr
         assert "password=***&application_name=mm-cli-test" in demo.stdout.splitlines()[0]
-        refused = subprocess.run([sys.executable, "-m", "mindmesh_auth", "--database-url", url, "demo"],
-                                 capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-        assert refused.returncode == 1 and "password=***" in refused.stderr
         init = Cli(tmp_path)
         init.url = url
         out = init.ok("init")
         assert "password=***" in out
+        init.create_user("real@example.com")  # the demo deleted its account: a user makes it refuse
+        refused = subprocess.run([sys.executable, "-m", "mindmesh_auth", "--database-url", url, "demo"],
+                                 capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+        assert refused.returncode == 1 and "password=***" in refused.stderr
         for proc_out in (demo.stdout, demo.stderr, refused.stdout, refused.stderr, out):
             assert secret not in proc_out
     finally:

@@ -56,6 +56,22 @@ class CheckThenInsertUsers(MemoryUsers):
         return user
 
 
+class ReadThenDeleteUsers(MemoryUsers):
+    """``users.delete``: looks the user up, then deletes it."""
+
+    def delete(self, user_id: str) -> bool:
+        with self._lock:
+            user = self._by_id.get(user_id)
+        if user is None:
+            return False
+        _round_trip()
+        with self._lock:
+            self._write()
+            self._by_id.pop(user_id, None)
+            self._by_email.pop(user.email, None)
+        return True
+
+
 # -- sessions --------------------------------------------------------------------------
 class CheckThenInsertSessions(MemorySessions):
     """``sessions.add``: looks for the id and the refresh hash, then inserts."""
@@ -265,6 +281,7 @@ def _with(**repos: Callable[[MemoryStore, threading.RLock], object]) -> Callable
 
 VARIANTS: dict[str, Callable[[], MemoryStore]] = {
     "users.add": _with(users=lambda s, lock: CheckThenInsertUsers(lock, s._unit)),
+    "users.delete": _with(users=lambda s, lock: ReadThenDeleteUsers(lock, s._unit)),
     "sessions.add": _with(sessions=lambda s, lock: CheckThenInsertSessions(lock, s.users, s._unit)),
     "sessions.rotate": _with(sessions=lambda s, lock: ReadThenWriteRotation(lock, s.users, s._unit)),
     "sessions.revoke": _with(sessions=lambda s, lock: ReadThenWriteRevocation(lock, s.users, s._unit)),

@@ -25,6 +25,7 @@ ROUNDS = int(os.environ.get("MINDMESH_BROKEN_VARIANT_ROUNDS", "1"))
 # rule -> (the port's contract case, the race cases that prove the rule)
 TARGETS: dict[str, tuple[str, frozenset[str]]] = {
     "users.add": ("UserRepositoryContract", frozenset({"test_parallel_registration_of_one_email_creates_one_user"})),
+    "users.delete": ("UserRepositoryContract", frozenset({"test_parallel_deletes_of_one_user_have_one_winner"})),
     "sessions.add": (
         "SessionRepositoryContract",
         frozenset(

@@ -374,9 +374,14 @@ def test_out_of_range_settings_are_refused(field: str, value: object, variable: 
 
 
 def test_the_gated_operations_follow_the_code_hash() -> None:
-    assert hashing_operations(test_config()) == {"auth": ("register", "login"), "password": ("reset", "change")}
+    assert hashing_operations(test_config()) == {
+        "auth": ("register", "login"),
+        "password": ("reset", "change"),
+        "account": ("delete",),
+    }
     assert hashing_operations(test_config(otp_hash="bcrypt")) == {
         "auth": ("register", "login", "verify_otp"),
         "password": ("reset", "change"),
+        "account": ("delete",),
         "otp": ("send", "verify"),
     }

@@ -197,6 +197,15 @@ class MongoUsers(_Repo, UserRepository):
         return self._set("users.set_email_verified", user_id, "email_verified", True, now)
 
     @storage_op
+    def delete(self, user_id: str) -> bool:
+        doc = self._c.find_one_and_delete({"_id": text(user_id, "user_id")})
+        if doc is None:
+            return False
+        # Undo: the document comes back (unless its address was taken meanwhile).
+        self._unit.record("users.delete", functools.partial(reinsert, self._c, [doc]))
+        return True
+
+    @storage_op
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         limit, offset = integer(limit, "limit"), integer(offset, "offset")
         if limit <= 0 or offset < 0:

@@ -604,6 +604,11 @@ class PeeweeUsers(_Repo, UserRepository):
         return self._update(user_id, {U.email_verified: True, U.updated_at: to_ms(now)})
 
     @_op
+    def delete(self, user_id: str) -> bool:
+        U = self._m.User  # noqa: N806
+        return bool(U.delete().where(U.id == user_id).execute() == 1)
+
+    @_op
     def list(self, *, limit: int = 100, offset: int = 0) -> list[User]:
         U = self._m.User  # noqa: N806
         if limit <= 0:

@@ -11,7 +11,9 @@ write fail (:class:`~mindmesh_auth.testing.faults.FaultyStore`) and checks:
   ``refresh`` can be retried with the same token (no reuse alarm); a failed
   reset leaves the token usable or the reset done, and never a new password
   beside a live old session; a failed block leaves the user unblocked, or
-  blocked with every session revoked;
+  blocked with every session revoked; a failed account deletion leaves the
+  account whole (its password still works) or gone with every session revoked
+  and its address free;
 * a failed operation left no success audit row, and retrying it (no fault)
   completes it with its whole effect.
 
@@ -397,3 +399,38 @@ class FaultContract(StoreFixtures):
         self._run_faults(
             faulty, lambda: self._account(auth, outbox), lambda ctx: auth.sessions.revoke_all(ctx[1].user.id), revoke_all_check
         )
+
+    def test_fault_in_account_deletion_leaves_the_account_whole_or_gone_without_sessions(
+        self, fault_env: FaultEnv
+    ) -> None:
+        auth, outbox, faulty = fault_env
+
+        def check(ctx: tuple[str, LoginResult], failed: bool, delete: Callable[[str], None]) -> None:
+            email, login = ctx
+            uid = login.user.id
+            if auth.user.get_by_email(email) is None:  # gone: wholly, sessions and audit row too
+                assert not self._live(auth, login)
+                assert self._events(auth, AuditEventType.ACCOUNT_DELETED, user_id=uid) >= 1
+            elif failed:
+                assert self._events(auth, AuditEventType.ACCOUNT_DELETED, user_id=uid) == 0
+                assert self._password_works(auth, email, PASSWORD)
+                delete(uid)
+            assert auth.user.get_by_email(email) is None
+            assert not self._live(auth, login)
+            assert auth.sessions.list(uid) == []
+            assert self._events(auth, AuditEventType.ACCOUNT_DELETED, user_id=uid) >= 1
+            assert auth.auth.register(email, PASSWORD).id != uid  # the address is free again
+
+        def by_owner(uid: str) -> None:
+            auth.account.delete(uid, PASSWORD)
+
+        def by_admin(uid: str) -> None:
+            auth.user.delete(uid)
+
+        for delete in (by_owner, by_admin):
+            self._run_faults(
+                faulty,
+                lambda: self._account(auth, outbox),
+                lambda ctx, delete=delete: delete(ctx[1].user.id),  # type: ignore[misc]
+                lambda ctx, failed, delete=delete: check(ctx, failed, delete),  # type: ignore[misc]
+            )

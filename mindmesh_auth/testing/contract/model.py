@@ -9,7 +9,7 @@ exceptions (same class, e.g. ``DuplicateKeyError`` from both) and the state read
 back through the ports' read methods.
 
 Rules (see :data:`RULES`): moves of the clock; ``users`` add (duplicate emails
-and ids included), set_password_hash, set_blocked, set_email_verified, list;
+and ids included), set_password_hash, set_blocked, set_email_verified, delete, list;
 ``sessions`` add (duplicate ids and refresh hashes included), rotate (with the
 current or a wrong old hash), revoke, revoke_all_for_user, list_for_user (both
 modes), purge_expired (with and without a limit); ``otps`` put, mark_sent,
@@ -229,6 +229,7 @@ RULES: dict[str, dict[str, Arg]] = {
     "set_password_hash": {"user": USER, "password": Choice(PASSWORDS)},
     "set_blocked": {"user": USER, "blocked": _choice(False, True)},
     "set_email_verified": {"user": USER},
+    "delete_user": {"user": USER},
     "list_users": {"limit": _choice(0, 1, 2, 3, 100), "window": Ints(0, 5)},
     # sessions
     "add_session": {
@@ -527,6 +528,12 @@ class _Machine:
         uid, now = self._id(user), self.now
         self._both("users.set_email_verified", lambda s: s.users.set_email_verified(uid, now))
         self._read_user(uid)
+
+    def delete_user(self, user: str) -> None:
+        uid = self._id(user)
+        before = self.ref.users.get(uid)
+        self._both("users.delete", lambda s: s.users.delete(uid))
+        self._read_user(uid, before.email if before is not None else None)
 
     def _read_user_list(self) -> list[User]:
         """The backend's whole user list (other examples' users too), once this namespace's

@@ -10,7 +10,7 @@ import pytest
 from ...core.errors import DuplicateKeyError
 from ...core.models import User
 from ...core.ports import Store
-from ._support import T0, StoreFixtures, _assert_profile, _user
+from ._support import T0, StoreFixtures, _assert_profile, _session, _user
 
 __all__ = ["UserRepositoryContract"]
 
@@ -97,6 +97,32 @@ class UserRepositoryContract(StoreFixtures):
         assert store.users.set_password_hash(missing, "x", later) is False
         assert store.users.set_blocked(missing, True, later) is False
         assert store.users.set_email_verified(missing, later) is False
+
+    def test_delete_removes_the_user_once_and_frees_the_address(self, store: Store) -> None:
+        store.users.add(_user(1, email="gone@example.com"))
+        store.users.add(_user(2))
+        session = _session(1, _user(1))
+        store.sessions.add(session)
+        assert store.users.delete(_user(1).id) is True
+        assert store.users.get(_user(1).id) is None
+        assert store.users.get_by_email("gone@example.com") is None
+        assert store.sessions.get_with_user(session.id) is None  # the token check finds nothing
+        assert store.users.delete(_user(1).id) is False
+        assert store.users.delete(_user(9).id) is False
+        assert [u.id for u in store.users.list()] == [_user(2).id]  # the others stay
+        assert store.users.set_blocked(_user(1).id, True, T0) is False
+        again = store.users.add(_user(3, email="gone@example.com"))
+        assert again.id == _user(3).id
+        got = store.users.get_by_email("gone@example.com")
+        assert got is not None and got.id == _user(3).id
+
+    def test_parallel_deletes_of_one_user_have_one_winner(self, store: Store) -> None:
+        for r in range(self.race_rounds):
+            store.users.add(_user(100 + r))
+        for r, results in enumerate(self._rounds(lambda r, i: store.users.delete(_user(100 + r).id))):
+            assert all(isinstance(x, bool) for x in results), results
+            assert results.count(True) == 1, f"round {r}: {results.count(True)} calls deleted one user"
+            assert store.users.get(_user(100 + r).id) is None
 
     def test_users_list_in_creation_order_with_paging(self, store: Store) -> None:
         for n in (3, 1, 2):

@@ -1,0 +1,152 @@
+"""Account deletion: by the owner with the password (``auth.account.delete``) and by an
+administrator (``auth.user.delete``)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+import pytest
+
+from mindmesh_auth import (
+    AuditEventType,
+    InvalidCredentials,
+    InvalidOtp,
+    InvalidPassword,
+    InvalidRefreshToken,
+    InvalidToken,
+    RateLimited,
+    UserNotFound,
+)
+from mindmesh_auth.aio import AsyncMindmeshAuth
+
+PASSWORD = "correct horse battery staple"
+EMAIL = "ada@example.com"
+
+
+def events(env, kind: AuditEventType):
+    return env.auth.audit.query(types=[kind], limit=10_000)
+
+
+@pytest.fixture
+def user(env):
+    return env.auth.auth.register(EMAIL, PASSWORD)
+
+
+def test_the_owner_deletes_the_account_and_everything_that_acts_for_it(env, user) -> None:
+    first, second = env.login(EMAIL), env.login(EMAIL)
+    env.auth.password.request_reset(EMAIL)
+    reset_token = env.outbox.last_reset_token(EMAIL)
+    challenge = env.auth.auth.login(EMAIL, PASSWORD)  # a login code left pending
+    code = env.outbox.last_code(EMAIL)
+
+    env.auth.account.delete(user.id, PASSWORD)
+
+    assert env.auth.user.get_by_email(EMAIL) is None
+    with pytest.raises(UserNotFound):
+        env.auth.user.get_by_id(user.id)
+    for session in (first, second):
+        with pytest.raises(InvalidToken):
+            env.auth.auth.get_user_from_token(session.access_token)
+        with pytest.raises(InvalidRefreshToken):
+            env.auth.auth.refresh(session.refresh_token)
+    assert [s.revoke_reason for s in env.auth.sessions.list(user.id, include_inactive=True)] == ["account_deleted"] * 2
+    assert env.store.reset_tokens.get(env.auth._kernel.keys.digest("reset", reset_token)) is None
+    assert env.store.otps.get(EMAIL, "login") is None
+    with pytest.raises(InvalidOtp):
+        env.auth.auth.verify_otp(EMAIL, code, handle=challenge.handle)
+    [deleted] = events(env, AuditEventType.ACCOUNT_DELETED)
+    assert (deleted.user_id, deleted.email, deleted.reason) == (user.id, EMAIL, "self")
+    notice = env.outbox.last(EMAIL, "account_deleted")
+    assert PASSWORD not in notice.text and "deleted" in notice.subject
+    again = env.auth.auth.register(EMAIL, PASSWORD)  # the address is free at once
+    assert again.id != user.id
+    env.clock.advance(minutes=11)  # the address's send budget (3 codes per 10 minutes) is not the account's
+    assert env.login(EMAIL).user.id == again.id
+
+
+def test_a_wrong_password_changes_nothing_and_counts_as_a_failed_login(env, user) -> None:
+    session = env.login(EMAIL)
+    for _ in range(10):
+        with pytest.raises(InvalidPassword) as info:
+            env.auth.account.delete(user.id, "not the password at all")
+    assert info.value.field == "password" and "not the password" not in info.value.message
+    assert env.auth.auth.get_user_from_token(session.access_token).id == user.id
+    assert events(env, AuditEventType.ACCOUNT_DELETED) == []
+    assert env.outbox.for_address(EMAIL, "account_deleted") == []
+    with pytest.raises(RateLimited):  # the account's password budget is spent, even for the right one
+        env.auth.account.delete(user.id, PASSWORD)
+    assert env.auth.user.get_by_id(user.id).id == user.id
+    env.clock.advance(minutes=15)
+    env.auth.account.delete(user.id, PASSWORD)
+    assert env.auth.user.get_by_email(EMAIL) is None
+
+
+def test_deletion_clears_the_failure_counters_the_next_owner_would_inherit(make_env) -> None:
+    env = make_env()
+    user = env.auth.auth.register(EMAIL, PASSWORD)
+    for _ in range(9):
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(EMAIL, "not the password at all")
+    env.auth.user.delete(user.id)
+    env.auth.auth.register(EMAIL, PASSWORD)
+    for _ in range(9):  # a fresh budget: nine more failures are let through without a delay
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(EMAIL, "not the password at all")
+
+
+def test_an_administrator_deletes_without_a_password_and_unknown_ids_are_not_found(env, user) -> None:
+    env.auth.user.block(user.id)
+    env.auth.user.delete(user.id)
+    [deleted] = events(env, AuditEventType.ACCOUNT_DELETED)
+    assert (deleted.user_id, deleted.reason) == (user.id, "admin")
+    with pytest.raises(UserNotFound):
+        env.auth.user.delete(user.id)
+    with pytest.raises(UserNotFound):
+        env.auth.account.delete(user.id, PASSWORD)
+    assert len(events(env, AuditEventType.ACCOUNT_DELETED)) == 1
+
+
+def test_a_failed_notice_leaves_the_account_deleted_and_says_so_in_the_audit(env, user) -> None:
+    env.outbox.fail_next()
+    env.auth.account.delete(user.id, PASSWORD)
+    assert env.auth.user.get_by_email(EMAIL) is None
+    reasons = sorted(e.reason or "" for e in events(env, AuditEventType.ACCOUNT_DELETED))
+    assert reasons == ["notice_delivery_failed", "self"]
+
+
+def test_parallel_deletions_delete_once(env, user) -> None:
+    barrier = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def delete() -> None:
+        barrier.wait()
+        try:
+            env.auth.user.delete(user.id)
+            outcomes.append("deleted")
+        except UserNotFound:
+            outcomes.append("not_found")
+
+    threads = [threading.Thread(target=delete) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == ["deleted"] + ["not_found"] * 7
+    assert len(events(env, AuditEventType.ACCOUNT_DELETED)) == 1
+    assert len(env.outbox.for_address(EMAIL, "account_deleted")) == 1
+
+
+def test_the_async_facade_deletes_on_the_hashing_pool(env, user) -> None:
+    aio = AsyncMindmeshAuth(env.auth)
+
+    async def run() -> None:
+        with pytest.raises(InvalidPassword):
+            await aio.account.delete(user.id, "not the password at all")
+        await aio.account.delete(user.id, PASSWORD)
+        with pytest.raises(UserNotFound):
+            await aio.user.delete(user.id)
+        await aio.aclose()
+
+    asyncio.run(run())
+    assert env.auth.user.get_by_email(EMAIL) is None
