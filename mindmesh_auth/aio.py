@@ -144,6 +144,23 @@ class AsyncAccount(_AsyncGroup):
     async def delete(self, user_id: str, password: str, *, context: RequestContext | None = None) -> None:
         await self._runner("delete")(self._group.delete, user_id, password, context=context)
 
+    async def request_email_change(
+        self, user_id: str, password: str, new_email: str, *, context: RequestContext | None = None
+    ) -> None:
+        await self._runner("request_email_change")(
+            self._group.request_email_change, user_id, password, new_email, context=context
+        )
+
+    async def confirm_email_change(
+        self, user_id: str, new_email: str, code: str, *, context: RequestContext | None = None
+    ) -> User:
+        return cast(
+            User,
+            await self._runner("confirm_email_change")(
+                self._group.confirm_email_change, user_id, new_email, code, context=context
+            ),
+        )
+
 
 class AsyncUsers(_AsyncGroup):
     """``auth.user`` for asyncio."""

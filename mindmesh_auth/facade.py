@@ -112,7 +112,7 @@ class MindmeshAuth:
         self.otp = OtpService(self._kernel, engine, self._schedule)
         self.password = PasswordService(self._kernel, self._schedule)
         self.user = UserService(self._kernel)
-        self.account = AccountService(self._kernel)
+        self.account = AccountService(self._kernel, engine)
         self.sessions = SessionService(self._kernel)
         self.audit = AuditService(self._kernel)
         # At most hash_workers operations that run bcrypt at once, a bounded queue behind them,

@@ -52,10 +52,11 @@ def hashing_operations(config: AuthConfig) -> dict[str, tuple[str, ...]]:
     operations: dict[str, tuple[str, ...]] = {
         "auth": ("register", "login"),
         "password": ("reset", "change"),
-        "account": ("delete",),
+        "account": ("delete", "request_email_change"),
     }
     if config.otp_hash == "bcrypt":
         operations["auth"] += ("verify_otp",)
+        operations["account"] += ("confirm_email_change",)
         operations["otp"] = ("send", "verify")
     return operations
 

@@ -130,6 +130,20 @@ class MemoryUsers(_Repo, UserRepository):
     def set_email_verified(self, user_id: str, now: datetime) -> bool:
         return self._update(user_id, email_verified=True, updated_at=now)
 
+    def change_email(self, user_id: str, email: str, now: datetime) -> bool:
+        with self._lock:
+            user = self._by_id.get(user_id)
+            if user is None:
+                return False
+            owner = self._by_email.get(email)
+            if owner is not None and owner != user_id:
+                raise DuplicateKeyError()
+            self._write()
+            del self._by_email[user.email]
+            self._by_email[email] = user_id
+            self._by_id[user_id] = attrs.evolve(user, email=email, email_verified=True, updated_at=now)
+            return True
+
     def delete(self, user_id: str) -> bool:
         with self._lock:
             user = self._by_id.get(user_id)

@@ -289,6 +289,10 @@ class AuthConfig:
             raise ConfigurationError("ACCESS_TOKEN_MINUTES must be positive.", variable="ACCESS_TOKEN_MINUTES")
         if "login" not in self.otp_purposes:
             raise ConfigurationError('otp_purposes must include "login".', variable="otp_purposes")
+        if "email_change" in self.otp_purposes:
+            raise ConfigurationError(
+                'otp_purposes must not include "email_change": those codes belong to auth.account.', variable="otp_purposes"
+            )
         if not 1 <= self.smtp_port <= 65535:
             raise ConfigurationError("SMTP_PORT must be between 1 and 65535.", variable="SMTP_PORT")
         if self.smtp_security not in ("starttls", "tls", "none"):

@@ -69,23 +69,24 @@ class OtpEngine:
         adds room to a later window (see ``RateLimiter.refund``)."""
         self.k.limiter.refund(key, self.k.now())
 
-    def issue(self, user: User, purpose: str, ctx: RequestContext) -> None:
+    def issue(self, user: User, purpose: str, ctx: RequestContext, *, to: str | None = None) -> None:
         """Charge the send budget and deliver (the login path: the caller hears of a
         failed delivery). A rejected delivery (``DeliveryFailed``) refunds the
         charge: a mail outage does not use up the budget; an unknown outcome
-        (``DeliveryUncertain``) stays counted."""
-        key = self.charge(user.email, purpose, ctx, user_id=user.id)
+        (``DeliveryUncertain``) stays counted. ``to``: another address than the
+        user's own (an e-mail change proves the new one), charged and keyed by it."""
+        key = self.charge(to or user.email, purpose, ctx, user_id=user.id)
         try:
-            self.deliver(user, purpose, ctx)
+            self.deliver(user, purpose, ctx, to=to)
         except DeliveryUncertain:
             raise
         except DeliveryFailed:
             self.refund(key)
             raise
 
-    def deliver(self, user: User, purpose: str, ctx: RequestContext) -> None:
-        """Create a code for (email, purpose) and mail it; the code is stored only once
-        the mail was handed over.
+    def deliver(self, user: User, purpose: str, ctx: RequestContext, *, to: str | None = None) -> None:
+        """Create a code for (email, purpose) and mail it (to ``to`` if given, else the
+        user's address); the code is stored only once the mail was handed over.
 
         Accepted: the code is stored as sent, replacing the previous one (one
         atomic ``put``), with ``OTP_SENT``. Rejected (``DeliveryFailed``): nothing
@@ -95,14 +96,15 @@ class OtpEngine:
         with reason ``<purpose>:delivery_uncertain``, and the error raised.
         """
         k = self.k
+        address = to or user.email
         now = k.now()
         code = random_digits(k.rng, CODE_DIGITS)
         challenge_id = new_id(k.rng)
         challenge = OtpChallenge(
             id=challenge_id,
-            email=user.email,
+            email=address,
             purpose=purpose,
-            code_hash=self._hash(challenge_id, purpose, user.email, code),
+            code_hash=self._hash(challenge_id, purpose, address, code),
             created_at=now,
             expires_at=now + k.config.otp_ttl,
             user_id=user.id,
@@ -110,7 +112,7 @@ class OtpEngine:
         )
         message = k.templates.render(
             "otp",
-            to=user.email,
+            to=address,
             code=code,
             purpose=purpose,
             minutes=str(int(k.config.otp_ttl.total_seconds() // 60)),
@@ -123,7 +125,7 @@ class OtpEngine:
             def kept() -> None:
                 k.store.otps.put(challenge)
                 k.auditor.record(
-                    AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=user.email,
+                    AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=address,
                     reason=f"{purpose}:delivery_uncertain",
                 )
 
@@ -132,13 +134,13 @@ class OtpEngine:
         except DeliveryFailed:
             # Never stored: the code the user may already hold stays the current one.
             k.auditor.record(
-                AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=user.email, reason=purpose
+                AuditEventType.OTP_SEND_FAILED, now, ctx, user_id=user.id, email=address, reason=purpose
             )
             raise
 
         def sent() -> None:
             k.store.otps.put(challenge)
-            k.auditor.record(AuditEventType.OTP_SENT, now, ctx, user_id=user.id, email=user.email, reason=purpose)
+            k.auditor.record(AuditEventType.OTP_SENT, now, ctx, user_id=user.id, email=address, reason=purpose)
 
         k.unit(sent)
 

@@ -120,6 +120,14 @@ class UserRepository(abc.ABC):
         """Mark the email verified. Idempotent. Returns whether the user exists."""
 
     @abc.abstractmethod
+    def change_email(self, user_id: str, email: str, now: datetime) -> bool:
+        """Give the user the canonical ``email``, marked verified (``updated_at = now``).
+        Returns whether the user exists. Atomic against :meth:`add` and other
+        changes: an address another user holds raises ``DuplicateKeyError`` and
+        changes nothing; of parallel changes of two users to one address exactly
+        one succeeds. The old address is free afterwards."""
+
+    @abc.abstractmethod
     def delete(self, user_id: str) -> bool:
         """Delete the user. Atomic: ``True`` only for the call that deleted it; an unknown
         (or already deleted) id gives ``False``. Afterwards :meth:`get`,

@@ -69,6 +69,18 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = {
             "<p>If this was not you, reset your password now and contact support.</p></body></html>"
         ),
     ),
+    "email_changed": MessageTemplate(
+        subject="The e-mail address of your $app_name account was changed",
+        text=(
+            "The e-mail address of your $app_name account was changed to $new_email.\n\n"
+            "This address no longer signs in. If this was not you, contact support.\n"
+        ),
+        html=(
+            "<!doctype html><html><body style=\"font-family:sans-serif\">"
+            "<p>The e-mail address of your $app_name account was changed to $new_email.</p>"
+            "<p>This address no longer signs in. If this was not you, contact support.</p></body></html>"
+        ),
+    ),
     "account_deleted": MessageTemplate(
         subject="Your $app_name account was deleted",
         text=(
@@ -83,7 +95,7 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = {
     ),
 }
 
-_PURPOSE_LABELS = {"login": "sign-in", "email_verify": "email verification"}
+_PURPOSE_LABELS = {"login": "sign-in", "email_verify": "email verification", "email_change": "e-mail change"}
 
 
 class MessageTemplates:

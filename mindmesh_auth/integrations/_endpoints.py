@@ -26,10 +26,19 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-from ..core.errors import AuthError, InvalidOtp, InvalidRefreshToken, InvalidToken, UserNotFound, ValidationError
+from ..core.errors import (
+    AuthError,
+    InvalidEmail,
+    InvalidOtp,
+    InvalidRefreshToken,
+    InvalidToken,
+    UserNotFound,
+    ValidationError,
+)
 from ..core.models import RequestContext, SessionWithUser
 from ..facade import MindmeshAuth
 from ._http import (
+    EMAIL_CHANGE_BODY,
     NO_STORE,
     OTP_SEND_BODY,
     RESET_REQUEST_BODY,
@@ -72,7 +81,9 @@ MAX_BODY_BYTES = 64 * 1024
 """The default body limit: larger bodies are answered 413 before they are read in full
 (no route needs more than a few hundred bytes). ``max_body_bytes=`` on the factories changes it."""
 
-CSRF_ROUTES = frozenset({"refresh", "logout", "revoke_session", "delete_account"})
+CSRF_ROUTES = frozenset(
+    {"refresh", "logout", "revoke_session", "delete_account", "email_change_request", "email_change_confirm"}
+)
 """The auth routes that change state with the credentials the cookies carry."""
 
 Body = dict[str, Any]
@@ -460,3 +471,33 @@ class Endpoints:
         except UserNotFound:
             raise InvalidToken() from None
         return self._no_content(clear=True)
+
+    def email_change_request(self, request: HttpRequest, body: Body) -> HttpResponse:
+        """The access token's user, with the password: a code goes to the new address; the
+        account is unchanged until :meth:`email_change_confirm`. An account already gone is a 401."""
+        who = self._who(request)
+        try:
+            self.auth.account.request_email_change(
+                who.user.id, body["password"], body["new_email"], context=self.context(request)
+            )
+        except UserNotFound:
+            raise InvalidToken() from None
+        except InvalidEmail as exc:
+            exc.field = "new_email"  # the body member, not the core's generic "email"
+            raise
+        return HttpResponse(202, dict(EMAIL_CHANGE_BODY))
+
+    def email_change_confirm(self, request: HttpRequest, body: Body) -> HttpResponse:
+        """The access token's user moves to the new address with the code mailed there;
+        the answer is the updated user, as ``/me`` renders it. Sessions and cookies stay."""
+        who = self._who(request)
+        try:
+            user = self.auth.account.confirm_email_change(
+                who.user.id, body["new_email"], body["code"], context=self.context(request)
+            )
+        except UserNotFound:
+            raise InvalidToken() from None
+        except InvalidEmail as exc:
+            exc.field = "new_email"
+            raise
+        return HttpResponse(200, user_body(user, self.profile_output))

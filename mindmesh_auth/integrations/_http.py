@@ -27,6 +27,7 @@ from ..core.models import LoginResult, Session, TokenPair, User
 
 __all__ = [
     "CSRF_HEADER",
+    "EMAIL_CHANGE_BODY",
     "ERROR_DESCRIPTIONS",
     "NO_STORE",
     "OTP_SEND_BODY",
@@ -240,6 +241,32 @@ ROUTES: tuple[RouteSpec, ...] = (
         authenticated=True,
         body=(BodyField("password", description="The account's current password."),),
     ),
+    RouteSpec(
+        "email_change_request",
+        "POST",
+        "/account/email",
+        202,
+        (401, 403, 413, 422, 429, 503),
+        "E-mail a code to a new address for the current user's account, given its password",
+        authenticated=True,
+        body=(
+            BodyField("password", description="The account's current password."),
+            BodyField("new_email", description="The address to move the account to; the code goes there."),
+        ),
+    ),
+    RouteSpec(
+        "email_change_confirm",
+        "POST",
+        "/account/email/confirm",
+        200,
+        (401, 403, 409, 413, 422, 429, 503),
+        "Move the current user's account to the new address with the code mailed there",
+        authenticated=True,
+        body=(
+            BodyField("new_email", description="The address /account/email sent the code to."),
+            BodyField("code", description="The 6-digit code from the e-mail."),
+        ),
+    ),
 )
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
@@ -249,7 +276,7 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     403: "A cookie-authenticated request failed the cross-site check (`csrf_rejected`): cross-site "
     "`Sec-Fetch-Site`, an `Origin` not allowed, or no `X-Requested-With` header. Only when cookies are enabled.",
     404: "Unknown session, or a session of another user (`session_not_found`).",
-    409: "The email already has an account (`email_taken`).",
+    409: "The email (or the new address of an e-mail change) already has an account (`email_taken`).",
     413: "The request body is larger than the configured limit (`payload_too_large`, 64 KiB by default).",
     422: "Malformed input (`invalid_input`, `invalid_email`, `invalid_password`), or a wrong password where the "
     "current one is asked for (`invalid_password`).",
@@ -265,6 +292,10 @@ RESET_REQUEST_BODY: dict[str, str] = {
 OTP_SEND_BODY: dict[str, str] = {
     "status": "accepted",
     "message": "If the address has an account, a code is on its way.",
+}
+EMAIL_CHANGE_BODY: dict[str, str] = {
+    "status": "accepted",
+    "message": "A code is on its way to the new address.",
 }
 
 

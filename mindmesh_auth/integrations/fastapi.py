@@ -147,6 +147,8 @@ RESPONSE_MODELS: dict[str, type[BaseModel]] = {
     "otp_verify": VerifiedResponse,
     "password_reset_request": AcceptedResponse,
     "list_sessions": SessionsResponse,
+    "email_change_request": AcceptedResponse,
+    "email_change_confirm": UserResponse,
 }
 
 
@@ -168,7 +170,13 @@ def _response_models(output: frozenset[str]) -> dict[str, type[BaseModel]]:
         user=(user_out, ...),
         device_token=(str | None, Field(default=None, description=_DEVICE_TOKEN)),
     )
-    return {**RESPONSE_MODELS, "register": user_response, "me": user_response, "verify_otp": login_response}
+    return {
+        **RESPONSE_MODELS,
+        "register": user_response,
+        "me": user_response,
+        "email_change_confirm": user_response,
+        "verify_otp": login_response,
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -459,6 +467,8 @@ _HASHING_ROUTES = {
     "otp_verify": ("otp", "verify"),
     "password_reset": ("password", "reset"),
     "delete_account": ("account", "delete"),
+    "email_change_request": ("account", "request_email_change"),
+    "email_change_confirm": ("account", "confirm_email_change"),
 }
 
 

@@ -31,7 +31,7 @@ from ..core.schema import MigrationPlan, SchemaStatus
 __all__ = ["WRITE_METHODS", "FaultyStore", "InjectedFault"]
 
 WRITE_METHODS: dict[str, tuple[str, ...]] = {
-    "users": ("add", "set_password_hash", "set_blocked", "set_email_verified", "delete"),
+    "users": ("add", "set_password_hash", "set_blocked", "set_email_verified", "change_email", "delete"),
     "sessions": ("add", "rotate", "revoke", "revoke_all_for_user", "purge_expired"),
     "otps": ("put", "mark_sent", "discard", "register_attempt", "consume", "redeem", "purge_expired"),
     "reset_tokens": ("put", "consume", "delete_for_user", "purge_expired"),

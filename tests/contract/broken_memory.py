@@ -72,6 +72,26 @@ class ReadThenDeleteUsers(MemoryUsers):
         return True
 
 
+class CheckThenSetEmailUsers(MemoryUsers):
+    """``users.change_email``: looks for the address, then moves the user to it."""
+
+    def change_email(self, user_id: str, email: str, now: datetime) -> bool:
+        with self._lock:
+            user = self._by_id.get(user_id)
+            taken = self._by_email.get(email, user_id) != user_id
+        if user is None:
+            return False
+        if taken:
+            raise DuplicateKeyError()
+        _round_trip()
+        with self._lock:
+            self._write()
+            self._by_email.pop(user.email, None)
+            self._by_email[email] = user_id
+            self._by_id[user_id] = attrs.evolve(user, email=email, email_verified=True, updated_at=now)
+        return True
+
+
 # -- sessions --------------------------------------------------------------------------
 class CheckThenInsertSessions(MemorySessions):
     """``sessions.add``: looks for the id and the refresh hash, then inserts."""
@@ -282,6 +302,7 @@ def _with(**repos: Callable[[MemoryStore, threading.RLock], object]) -> Callable
 VARIANTS: dict[str, Callable[[], MemoryStore]] = {
     "users.add": _with(users=lambda s, lock: CheckThenInsertUsers(lock, s._unit)),
     "users.delete": _with(users=lambda s, lock: ReadThenDeleteUsers(lock, s._unit)),
+    "users.change_email": _with(users=lambda s, lock: CheckThenSetEmailUsers(lock, s._unit)),
     "sessions.add": _with(sessions=lambda s, lock: CheckThenInsertSessions(lock, s.users, s._unit)),
     "sessions.rotate": _with(sessions=lambda s, lock: ReadThenWriteRotation(lock, s.users, s._unit)),
     "sessions.revoke": _with(sessions=lambda s, lock: ReadThenWriteRevocation(lock, s.users, s._unit)),

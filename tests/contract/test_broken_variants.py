@@ -26,6 +26,10 @@ ROUNDS = int(os.environ.get("MINDMESH_BROKEN_VARIANT_ROUNDS", "1"))
 TARGETS: dict[str, tuple[str, frozenset[str]]] = {
     "users.add": ("UserRepositoryContract", frozenset({"test_parallel_registration_of_one_email_creates_one_user"})),
     "users.delete": ("UserRepositoryContract", frozenset({"test_parallel_deletes_of_one_user_have_one_winner"})),
+    "users.change_email": (
+        "UserRepositoryContract",
+        frozenset({"test_parallel_changes_of_two_users_to_one_address_have_one_winner"}),
+    ),
     "sessions.add": (
         "SessionRepositoryContract",
         frozenset(

@@ -377,11 +377,11 @@ def test_the_gated_operations_follow_the_code_hash() -> None:
     assert hashing_operations(test_config()) == {
         "auth": ("register", "login"),
         "password": ("reset", "change"),
-        "account": ("delete",),
+        "account": ("delete", "request_email_change"),
     }
     assert hashing_operations(test_config(otp_hash="bcrypt")) == {
         "auth": ("register", "login", "verify_otp"),
         "password": ("reset", "change"),
-        "account": ("delete",),
+        "account": ("delete", "request_email_change", "confirm_email_change"),
         "otp": ("send", "verify"),
     }

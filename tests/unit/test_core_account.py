@@ -14,6 +14,7 @@ from mindmesh_auth import (
     InvalidOtp,
     InvalidPassword,
     InvalidRefreshToken,
+    InvalidResetToken,
     InvalidToken,
     RateLimited,
     UserNotFound,
@@ -150,3 +151,102 @@ def test_the_async_facade_deletes_on_the_hashing_pool(env, user) -> None:
 
     asyncio.run(run())
     assert env.auth.user.get_by_email(EMAIL) is None
+
+
+# -- e-mail change ---------------------------------------------------------------------
+NEW = "ada.new@example.com"
+
+
+def test_an_email_change_moves_the_account_once_the_new_address_is_proven(env, user) -> None:
+    session = env.login(EMAIL)
+    env.auth.password.request_reset(EMAIL)
+    reset_token = env.outbox.last_reset_token(EMAIL)
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    mail = env.outbox.last(NEW, "otp")
+    assert "e-mail change" in mail.subject
+    assert env.auth.user.get_by_id(user.id).email == EMAIL  # nothing changed yet
+    env.clock.advance(minutes=1)
+
+    changed = env.auth.account.confirm_email_change(user.id, NEW, env.outbox.last_code(NEW))
+
+    assert (changed.id, changed.email, changed.email_verified) == (user.id, NEW, True)
+    stored = env.auth.user.get_by_id(user.id)
+    assert (stored.email, stored.email_verified, stored.updated_at) == (NEW, True, env.clock.now())
+    assert env.auth.user.get_by_email(EMAIL) is None
+    assert env.auth.auth.get_user_from_token(session.access_token).email == NEW  # the session stays
+    with pytest.raises(InvalidResetToken):  # the reset token mailed to the old address is gone
+        env.auth.password.reset(reset_token, "a brand new passphrase")
+    [row] = events(env, AuditEventType.EMAIL_CHANGED)
+    assert (row.user_id, row.email, row.reason) == (user.id, NEW, f"from:{EMAIL}")
+    notice = env.outbox.last(EMAIL, "email_changed")
+    assert NEW in notice.text
+    env.clock.advance(minutes=11)
+    assert env.login(NEW).user.id == user.id
+    with pytest.raises(InvalidCredentials):
+        env.auth.auth.login(EMAIL, PASSWORD)
+    env.auth.auth.register(EMAIL, PASSWORD)  # the old address is free
+
+
+def test_a_request_checks_the_address_then_the_password_and_changes_nothing(env, user) -> None:
+    from mindmesh_auth import InvalidEmail, ValidationError
+
+    with pytest.raises(InvalidEmail):
+        env.auth.account.request_email_change(user.id, PASSWORD, "not an address")
+    with pytest.raises(ValidationError) as same:
+        env.auth.account.request_email_change(user.id, PASSWORD, EMAIL.upper())
+    assert same.value.field == "new_email"
+    with pytest.raises(InvalidPassword):
+        env.auth.account.request_email_change(user.id, "not the password at all", NEW)
+    assert env.outbox.for_address(NEW) == []
+    assert env.auth.user.get_by_id(user.id).email == EMAIL
+
+
+def test_a_wrong_code_or_another_accounts_code_changes_nothing(env, user) -> None:
+    other = env.auth.auth.register("bob@example.com", PASSWORD)
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    code = env.outbox.last_code(NEW)
+    wrong = "000000" if code != "000000" else "111111"
+    with pytest.raises(InvalidOtp):
+        env.auth.account.confirm_email_change(user.id, NEW, wrong)
+    with pytest.raises(InvalidOtp):  # bob cannot take the address with ada's code
+        env.auth.account.confirm_email_change(other.id, NEW, code)
+    assert env.auth.user.get_by_id(other.id).email == "bob@example.com"
+    assert env.auth.user.get_by_id(user.id).email == EMAIL
+    assert events(env, AuditEventType.EMAIL_CHANGED) == []
+    reasons = {e.reason for e in events(env, AuditEventType.OTP_FAILED)}
+    assert "email_change:wrong_code" in reasons
+
+
+def test_an_address_taken_meanwhile_is_refused_and_the_code_stays_unspent(env, user) -> None:
+    from mindmesh_auth import EmailAlreadyRegistered
+
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    code = env.outbox.last_code(NEW)
+    squatter = env.auth.auth.register(NEW, PASSWORD)
+    with pytest.raises(EmailAlreadyRegistered):
+        env.auth.account.confirm_email_change(user.id, NEW, code)
+    assert env.auth.user.get_by_id(user.id).email == EMAIL
+    assert events(env, AuditEventType.EMAIL_CHANGED) == []
+    env.auth.user.delete(squatter.id)  # the address is free again: the same code finishes the change
+    assert env.auth.account.confirm_email_change(user.id, NEW, code).email == NEW
+
+
+def test_email_change_codes_are_not_a_purpose_of_the_code_endpoints(env, user) -> None:
+    from mindmesh_auth import ConfigurationError, ValidationError
+    from mindmesh_auth.testing import test_config
+
+    with pytest.raises(ValidationError):
+        env.auth.otp.send(EMAIL, "email_change")
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    with pytest.raises(ValidationError):
+        env.auth.otp.verify(NEW, env.outbox.last_code(NEW), "email_change")
+    with pytest.raises(ConfigurationError):
+        test_config(otp_purposes=("login", "email_change"))
+
+
+def test_email_change_sends_are_budgeted_per_new_address(env, user) -> None:
+    for _ in range(3):
+        env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    with pytest.raises(RateLimited):
+        env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    assert len(env.outbox.for_address(NEW, "otp")) == 3

@@ -197,6 +197,25 @@ class MongoUsers(_Repo, UserRepository):
         return self._set("users.set_email_verified", user_id, "email_verified", True, now)
 
     @storage_op
+    def change_email(self, user_id: str, email: str, now: datetime) -> bool:
+        uid, address, when = text(user_id, "user_id"), text(email, "email"), to_db(now, "now")
+        fields = ("email", "email_verified", "updated_at")
+        before = self._c.find_one_and_update(  # the unique email index: DuplicateKeyError
+            {"_id": uid},
+            {"$set": {"email": address, "email_verified": True, "updated_at": when}},
+            projection=dict.fromkeys(fields, True),
+            return_document=ReturnDocument.BEFORE,
+        )
+        if before is None:
+            return False
+        # Undo: the old address comes back while the user still has the new one.
+        self._unit.record(
+            "users.change_email",
+            functools.partial(self._c.update_one, {"_id": uid, "email": address}, restore_fields(before, fields)),
+        )
+        return True
+
+    @storage_op
     def delete(self, user_id: str) -> bool:
         doc = self._c.find_one_and_delete({"_id": text(user_id, "user_id")})
         if doc is None:

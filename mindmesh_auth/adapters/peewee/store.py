@@ -604,6 +604,12 @@ class PeeweeUsers(_Repo, UserRepository):
         return self._update(user_id, {U.email_verified: True, U.updated_at: to_ms(now)})
 
     @_op
+    def change_email(self, user_id: str, email: str, now: datetime) -> bool:
+        U = self._m.User  # noqa: N806
+        # The unique index on email decides a race: IntegrityError -> DuplicateKeyError.
+        return self._update(user_id, {U.email: email, U.email_verified: True, U.updated_at: to_ms(now)})
+
+    @_op
     def delete(self, user_id: str) -> bool:
         U = self._m.User  # noqa: N806
         return bool(U.delete().where(U.id == user_id).execute() == 1)

@@ -13,7 +13,8 @@ write fail (:class:`~mindmesh_auth.testing.faults.FaultyStore`) and checks:
   beside a live old session; a failed block leaves the user unblocked, or
   blocked with every session revoked; a failed account deletion leaves the
   account whole (its password still works) or gone with every session revoked
-  and its address free;
+  and its address free; a failed e-mail change leaves the account at its old
+  address with the code still good for a retry, or wholly at the new one;
 * a failed operation left no success audit row, and retrying it (no fault)
   completes it with its whole effect.
 
@@ -434,3 +435,34 @@ class FaultContract(StoreFixtures):
                 lambda ctx, delete=delete: delete(ctx[1].user.id),  # type: ignore[misc]
                 lambda ctx, failed, delete=delete: check(ctx, failed, delete),  # type: ignore[misc]
             )
+
+    def test_fault_in_email_change_leaves_the_old_address_and_a_good_code_or_the_whole_change(
+        self, fault_env: FaultEnv
+    ) -> None:
+        auth, outbox, faulty = fault_env
+
+        def setup() -> tuple[str, str, LoginResult, str]:
+            email, login = self._account(auth, outbox)
+            new = "new." + email
+            auth.account.request_email_change(login.user.id, PASSWORD, new)
+            return email, new, login, outbox.last_code(new)
+
+        def confirm(ctx: tuple[str, str, LoginResult, str]) -> None:
+            _email, new, login, code = ctx
+            auth.account.confirm_email_change(login.user.id, new, code)
+
+        def check(ctx: tuple[str, str, LoginResult, str], failed: bool) -> None:
+            email, new, login, _code = ctx
+            uid = login.user.id
+            if failed and auth.user.get_by_id(uid).email == email:
+                assert self._events(auth, AuditEventType.EMAIL_CHANGED, user_id=uid) == 0
+                assert auth.user.get_by_email(new) is None
+                confirm(ctx)  # the same code finishes the change
+            user = auth.user.get_by_id(uid)
+            assert (user.email, user.email_verified) == (new, True)
+            assert auth.user.get_by_email(email) is None
+            assert self._events(auth, AuditEventType.EMAIL_CHANGED, user_id=uid) >= 1
+            assert self._live(auth, login)  # sessions stay
+            assert self._password_works(auth, new, PASSWORD)
+
+        self._run_faults(faulty, setup, confirm, check)

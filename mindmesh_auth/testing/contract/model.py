@@ -9,7 +9,7 @@ exceptions (same class, e.g. ``DuplicateKeyError`` from both) and the state read
 back through the ports' read methods.
 
 Rules (see :data:`RULES`): moves of the clock; ``users`` add (duplicate emails
-and ids included), set_password_hash, set_blocked, set_email_verified, delete, list;
+and ids included), set_password_hash, set_blocked, set_email_verified, change_email, delete, list;
 ``sessions`` add (duplicate ids and refresh hashes included), rotate (with the
 current or a wrong old hash), revoke, revoke_all_for_user, list_for_user (both
 modes), purge_expired (with and without a limit); ``otps`` put, mark_sent,
@@ -230,6 +230,7 @@ RULES: dict[str, dict[str, Arg]] = {
     "set_blocked": {"user": USER, "blocked": _choice(False, True)},
     "set_email_verified": {"user": USER},
     "delete_user": {"user": USER},
+    "change_email": {"user": USER, "email": EMAIL},
     "list_users": {"limit": _choice(0, 1, 2, 3, 100), "window": Ints(0, 5)},
     # sessions
     "add_session": {
@@ -528,6 +529,17 @@ class _Machine:
         uid, now = self._id(user), self.now
         self._both("users.set_email_verified", lambda s: s.users.set_email_verified(uid, now))
         self._read_user(uid)
+
+    def change_email(self, user: str, email: str) -> None:
+        uid, address, now = self._id(user), self._email(email), self.now
+        before = self.ref.users.get(uid)
+        self._both("users.change_email", lambda s: s.users.change_email(uid, address, now))
+        self._read_user(uid, address)
+        if before is not None:
+            self._read_email_address(before.email)
+
+    def _read_email_address(self, address: str) -> None:
+        self._both("users.get_by_email", lambda s: s.users.get_by_email(address))
 
     def delete_user(self, user: str) -> None:
         uid = self._id(user)

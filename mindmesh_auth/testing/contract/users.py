@@ -98,6 +98,43 @@ class UserRepositoryContract(StoreFixtures):
         assert store.users.set_blocked(missing, True, later) is False
         assert store.users.set_email_verified(missing, later) is False
 
+    def test_change_email_moves_the_account_to_a_free_address_only(self, store: Store) -> None:
+        store.users.add(_user(1, email="old@example.com"))
+        store.users.add(_user(2, email="taken@example.com"))
+        later = T0 + timedelta(minutes=5)
+        assert store.users.change_email(_user(1).id, "new@example.com", later) is True
+        got = store.users.get(_user(1).id)
+        assert got is not None
+        assert (got.email, got.email_verified, got.updated_at, got.created_at) == ("new@example.com", True, later, T0)
+        moved = store.users.get_by_email("new@example.com")
+        assert moved is not None and moved.id == _user(1).id
+        assert store.users.get_by_email("old@example.com") is None
+        with pytest.raises(DuplicateKeyError):
+            store.users.change_email(_user(1).id, "taken@example.com", later)
+        unchanged = store.users.get(_user(1).id)
+        assert unchanged is not None and unchanged.email == "new@example.com"
+        other = store.users.get_by_email("taken@example.com")
+        assert other is not None and other.id == _user(2).id
+        assert store.users.change_email(_user(9).id, "free@example.com", later) is False
+        assert store.users.get_by_email("free@example.com") is None
+        assert store.users.change_email(_user(1).id, "new@example.com", later) is True  # its own address: no conflict
+        store.users.add(_user(3, email="old@example.com"))  # the old address is free
+
+    def test_parallel_changes_of_two_users_to_one_address_have_one_winner(self, store: Store) -> None:
+        for r in range(self.race_rounds):
+            for i in range(self.race_threads):
+                store.users.add(_user(1000 + r * self.race_threads + i))
+
+        def change(r: int, i: int) -> bool:
+            return store.users.change_email(_user(1000 + r * self.race_threads + i).id, f"race{r}@example.com", T0)
+
+        for r, results in enumerate(self._rounds(change)):
+            won = [i for i, x in enumerate(results) if x is True]
+            assert len(won) == 1, f"round {r}: {results}"
+            assert all(isinstance(x, DuplicateKeyError) for i, x in enumerate(results) if i != won[0]), results
+            holder = store.users.get_by_email(f"race{r}@example.com")
+            assert holder is not None and holder.id == _user(1000 + r * self.race_threads + won[0]).id
+
     def test_delete_removes_the_user_once_and_frees_the_address(self, store: Store) -> None:
         store.users.add(_user(1, email="gone@example.com"))
         store.users.add(_user(2))
