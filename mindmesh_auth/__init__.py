@@ -27,6 +27,7 @@ from .core.errors import (
     UserNotFound,
     ValidationError,
 )
+from .core.hooks import Hooks
 from .core.models import (
     AuditEvent,
     AuditEventType,
@@ -54,6 +55,7 @@ __all__ = [
     "DeliveryUncertain",
     "DuplicateKeyError",
     "EmailAlreadyRegistered",
+    "Hooks",
     "InvalidCredentials",
     "InvalidEmail",
     "InvalidOtp",

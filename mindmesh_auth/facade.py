@@ -17,6 +17,7 @@ from .core.config import AuthConfig
 from .core.context import reset_context, set_context
 from .core.deps import EmailCanonicalizer, Kernel
 from .core.errors import ConfigurationError, ValidationError
+from .core.hooks import Hooks
 from .core.login import AuthService
 from .core.models import RequestContext
 from .core.otp import OtpEngine, OtpService
@@ -54,6 +55,8 @@ class MindmeshAuth:
     ``config.smtp_host`` is set. Safe to share between threads and tasks.
     ``observers`` (``mindmesh_auth.observability``: Prometheus metrics,
     OpenTelemetry spans, structured logs) are off by default: ``docs/observability.md``.
+    ``hooks`` (:class:`~mindmesh_auth.core.hooks.Hooks`) call the app's code before a
+    registration and after the steps of an account's life: ``docs/hooks.md``.
     """
 
     def __init__(
@@ -67,6 +70,7 @@ class MindmeshAuth:
         templates: MessageTemplates | dict[str, MessageTemplate] | None = None,
         canonicalize_email: EmailCanonicalizer | None = None,
         observers: Sequence[Observer] | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         if config is None:
             config = AuthConfig.from_env()
@@ -94,6 +98,8 @@ class MindmeshAuth:
             canonicalize_email = email_canonicalizer(allow_test_domains=config.allow_test_email_domains)
         if not isinstance(templates, MessageTemplates):
             templates = MessageTemplates(templates, app_name=config.app_name)
+        if hooks is not None and not isinstance(hooks, Hooks):
+            raise ConfigurationError("hooks must be a mindmesh_auth.Hooks.", variable="hooks")
         self.config = config
         self.store = store
         self.mailer = mailer
@@ -105,6 +111,7 @@ class MindmeshAuth:
             randomness=randomness or SystemRandomness(),
             templates=templates,
             canonicalize_email=canonicalize_email,
+            hooks=hooks,
         )
         self._background = _MailQueue(config.mail_queue_size)
         engine = OtpEngine(self._kernel)

@@ -70,6 +70,7 @@ def delete_account(k: Kernel, user: User, ctx: RequestContext, *, by: str) -> bo
 
     if not k.unit(writes):
         return False
+    k.hooks.after("delete", user)
     try:
         k.mailer.send(k.templates.render("account_deleted", to=user.email))
     except DeliveryFailed:
@@ -161,6 +162,7 @@ class AccountService:
         if outcome is None or outcome[1] is None:
             raise InvalidOtp()
         changed = outcome[1]
+        k.hooks.after("email_change", changed, moved[0])
         try:
             k.mailer.send(k.templates.render("email_changed", to=moved[0], new_email=address))
         except DeliveryFailed:

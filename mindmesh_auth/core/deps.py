@@ -14,6 +14,7 @@ from .config import AuthConfig, Limit
 from .context import ip_bucket, resolve_context
 from .crypto import KeyRing
 from .errors import InvalidEmail, StorageConflict, ValidationError
+from .hooks import Hooks
 from .models import RequestContext
 from .passwords import PasswordHasher, PasswordPolicy
 from .ports import Clock, Mailer, Randomness, Store
@@ -56,8 +57,10 @@ class Kernel:
         randomness: Randomness,
         templates: MessageTemplates,
         canonicalize_email: EmailCanonicalizer,
+        hooks: Hooks | None = None,
     ) -> None:
         self.store = store
+        self.hooks = hooks if hooks is not None else Hooks()
         self.mailer = mailer
         self.config = config
         self.clock = clock

@@ -65,6 +65,12 @@ class AuthService:
         except RateLimited:
             k.auditor.record(AuditEventType.RATE_LIMITED, now, ctx, email=canonical, reason="register")
             raise
+        if k.hooks.before_register is not None:
+            try:
+                k.hooks.before_register(canonical, dict(extras))
+            except ValidationError:
+                k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="refused_by_app")
+                raise
         user = User(
             id=new_id(k.rng),
             email=canonical,
@@ -80,11 +86,13 @@ class AuthService:
             return stored
 
         try:
-            return k.unit(create)
+            created = k.unit(create)
         except DuplicateKeyError:
             # A failure row: written outside the (rolled back) unit, kept on purpose.
             k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="email_taken")
             raise EmailAlreadyRegistered() from None
+        k.hooks.after("register", created)
+        return created
 
     # -- login ----------------------------------------------------------
     def login(
@@ -209,6 +217,7 @@ class AuthService:
             )
             raise InvalidOtp()
         access = k.codec.encode(user_id=user.id, session_id=session_id, email=user.email, now=now, rng=k.rng)
+        k.hooks.after("login", user, session_id)
         return LoginResult(
             access_token=access,
             refresh_token=refresh_token,

@@ -194,8 +194,9 @@ class PasswordService:
         k.auditor.record(event, now, ctx, user_id=user.id, email=user.email)
 
     def _after_password_replaced(self, user: User, ctx: RequestContext, event: AuditEventType) -> None:
-        """After the unit committed: mail the notice (never inside a unit)."""
+        """After the unit committed: the app's hook, then the notice (never inside a unit)."""
         k = self._k
+        k.hooks.after("password_change", user)
         now = k.now()
         try:
             k.mailer.send(k.templates.render("password_changed", to=user.email))

@@ -22,7 +22,7 @@ def runnable(block: str) -> bool:
     return "from_env()" not in block and "MyStore" not in block
 
 
-@pytest.mark.parametrize("doc", ["README.md", "docs/testing.md", "docs/sql.md", "docs/integrations.md"])
+@pytest.mark.parametrize("doc", ["README.md", "docs/testing.md", "docs/sql.md", "docs/integrations.md", "docs/hooks.md"])
 def test_documented_examples_run(doc: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The runnable blocks of one page run in order in one namespace, as a reader would.
     monkeypatch.chdir(tmp_path)
