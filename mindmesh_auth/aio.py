@@ -165,6 +165,22 @@ class AsyncAccount(_AsyncGroup):
 class AsyncUsers(_AsyncGroup):
     """``auth.user`` for asyncio."""
 
+    async def create(
+        self,
+        email: str,
+        password: str,
+        *,
+        email_verified: bool = False,
+        context: RequestContext | None = None,
+        **profile: Any,
+    ) -> User:
+        return cast(
+            User,
+            await self._runner("create")(
+                self._group.create, email, password, email_verified=email_verified, context=context, **profile
+            ),
+        )
+
     async def get_by_id(self, user_id: str) -> User:
         return cast(User, await self._run(self._group.get_by_id, user_id))
 
@@ -252,7 +268,7 @@ class AsyncMindmeshAuth:
         self.otp = AsyncOtp(sync.otp, self._call, self._call_hashing, ops.get("otp", ()))
         self.password = AsyncPassword(sync.password, self._call, self._call_hashing, ops.get("password", ()))
         self.account = AsyncAccount(sync.account, self._call, self._call_hashing, ops.get("account", ()))
-        self.user = AsyncUsers(sync.user, self._call, self._call_hashing)
+        self.user = AsyncUsers(sync.user, self._call, self._call_hashing, ops.get("user", ()))
         self.sessions = AsyncSessions(sync.sessions, self._call, self._call_hashing)
         self.audit = AsyncAudit(sync.audit, self._call, self._call_hashing)
 

@@ -464,7 +464,7 @@ def users() -> None:
     help="A profile field (repeatable). The store's user model must have the field.",
 )
 def users_create(email: str, password_stdin: bool, verified: bool, fields: tuple[tuple[str, str], ...]) -> None:
-    """Register EMAIL and print the new user's id.
+    """Create a user with EMAIL (as an administrator) and print the new id.
 
     The password is prompted for (hidden, twice) or read with --password-stdin;
     it is never a command-line argument.
@@ -485,9 +485,7 @@ def users_create(email: str, password_stdin: bool, verified: bool, fields: tuple
             raise click.BadParameter(f"field {key!r} given twice.", param_hint="'--field'")
         profile[key] = value
     auth = _state().auth
-    user: User = auth.auth.register(email, password, **profile)
-    if verified:
-        auth.user.mark_email_verified(user.id)
+    user: User = auth.user.create(email, password, email_verified=verified, **profile)
     click.echo(user.id)
 
 

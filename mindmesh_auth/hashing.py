@@ -48,11 +48,12 @@ def default_hash_workers() -> int:
 
 
 def hashing_operations(config: AuthConfig) -> dict[str, tuple[str, ...]]:
-    """The facade's methods that may run bcrypt, by group (``auth``, ``otp``, ``password``, ``account``)."""
+    """The facade's methods that may run bcrypt, by group (``auth``, ``otp``, ``password``, ``account``, ``user``)."""
     operations: dict[str, tuple[str, ...]] = {
         "auth": ("register", "login"),
         "password": ("reset", "change"),
         "account": ("delete", "request_email_change"),
+        "user": ("create",),
     }
     if config.otp_hash == "bcrypt":
         operations["auth"] += ("verify_otp",)

@@ -34,6 +34,7 @@ from .errors import (
     DeliveryFailed,
     DuplicateKeyError,
     EmailAlreadyRegistered,
+    InvalidEmail,
     InvalidOtp,
     InvalidPassword,
     UserNotFound,
@@ -80,6 +81,14 @@ def delete_account(k: Kernel, user: User, ctx: RequestContext, *, by: str) -> bo
     return True
 
 
+def _new_address(k: Kernel, value: object) -> str:
+    """The canonical new address; ``InvalidEmail`` names the ``new_email`` argument."""
+    try:
+        return k.email(value)
+    except InvalidEmail as exc:
+        raise InvalidEmail(exc.message, field="new_email") from None
+
+
 class AccountService:
     def __init__(self, k: Kernel, engine: OtpEngine) -> None:
         self._k = k
@@ -113,7 +122,7 @@ class AccountService:
         :meth:`confirm_email_change`; a newer request replaces the code."""
         k = self._k
         ctx = k.context(context)
-        address = k.email(new_email)
+        address = _new_address(k, new_email)
         user = self._reauthenticate(user_id, password)
         if address == user.email:
             raise ValidationError("That is already the account's address.", field="new_email")
@@ -131,7 +140,7 @@ class AccountService:
         k = self._k
         ctx = k.context(context)
         uid = k.identifier(user_id, "user_id")
-        address = k.email(new_email)
+        address = _new_address(k, new_email)
         entered = self._engine.parse_code(code)
         moved: list[str] = []
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from .account import delete_account
 from .deps import Kernel
 from .errors import SessionNotFound, UserNotFound, ValidationError
+from .login import add_new_user, check_new_user
 from .models import AuditEvent, AuditEventType, RequestContext, Session, User
 
 __all__ = ["MAX_LIST_LIMIT", "MAX_LIST_OFFSET", "AuditService", "SessionService", "UserService"]
@@ -21,6 +23,30 @@ MAX_LIST_OFFSET = 2**31 - 1
 class UserService:
     def __init__(self, k: Kernel) -> None:
         self._k = k
+
+    def create(
+        self,
+        email: str,
+        password: str,
+        *,
+        email_verified: bool = False,
+        context: RequestContext | None = None,
+        **profile: Any,
+    ) -> User:
+        """Create an account as an administrator; extra keyword arguments are the app's profile fields.
+
+        The checks of ``auth.auth.register`` (address, password policy, profile
+        fields) without the public sign-up's guards: no per-IP registration
+        count, and ``before_register`` is not called (it screens self-service
+        sign-ups); ``after_register`` runs once the account is stored. Audited
+        ``REGISTRATION_SUCCESS`` with reason ``admin``; ``email_verified=True``
+        stores the address as verified. A taken address: ``EmailAlreadyRegistered``."""
+        k = self._k
+        ctx = k.context(context)
+        if not isinstance(email_verified, bool):
+            raise ValidationError("email_verified must be a boolean.", field="email_verified")
+        canonical, extras = check_new_user(k, email, password, profile)
+        return add_new_user(k, canonical, password, extras, ctx, k.now(), email_verified=email_verified, reason="admin")
 
     def get_by_id(self, user_id: str) -> User:
         user = self._k.store.users.get(self._k.identifier(user_id, "user_id"))

@@ -80,8 +80,8 @@ class InvalidEmail(ValidationError):
     code = "invalid_email"
     default_message = "The email address is not valid."
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, field="email")
+    def __init__(self, message: str | None = None, *, field: str = "email") -> None:
+        super().__init__(message, field=field)
 
 
 class InvalidPassword(ValidationError):
@@ -90,8 +90,8 @@ class InvalidPassword(ValidationError):
     code = "invalid_password"
     default_message = "The password does not meet the password policy."
 
-    def __init__(self, message: str | None = None) -> None:
-        super().__init__(message, field="password")
+    def __init__(self, message: str | None = None, *, field: str = "password") -> None:
+        super().__init__(message, field=field)
 
 
 class InvalidCredentials(AuthError):

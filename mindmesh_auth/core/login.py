@@ -35,7 +35,14 @@ from .models import (
 )
 from .otp import STREAK_WINDOW, OtpEngine
 
-__all__ = ["REFRESH_TOKEN_LENGTH", "AuthService", "admit_password_attempt", "login_counter_names"]
+__all__ = [
+    "REFRESH_TOKEN_LENGTH",
+    "AuthService",
+    "add_new_user",
+    "admit_password_attempt",
+    "check_new_user",
+    "login_counter_names",
+]
 
 REFRESH_TOKEN_BYTES = 96
 REFRESH_TOKEN_LENGTH = 128  # characters, as in the npm package
@@ -55,9 +62,7 @@ class AuthService:
         """Create an account. Extra keyword arguments are the app's profile fields."""
         k = self._k
         ctx = k.context(context)
-        canonical = k.email(email)
-        k.policy.check_new(password, email=canonical)
-        extras = _check_profile(profile)
+        canonical, extras = check_new_user(k, email, password, profile)
         now = k.now()
         # bcrypt makes registration expensive: bound it per client IP (ASVS 15.2.2).
         try:
@@ -71,28 +76,7 @@ class AuthService:
             except ValidationError:
                 k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="refused_by_app")
                 raise
-        user = User(
-            id=new_id(k.rng),
-            email=canonical,
-            password_hash=k.hasher.hash(password),
-            created_at=now,
-            updated_at=now,
-            profile=extras,
-        )
-
-        def create() -> User:
-            stored = k.store.users.add(user)
-            k.auditor.record(AuditEventType.REGISTRATION_SUCCESS, now, ctx, user_id=stored.id, email=canonical)
-            return stored
-
-        try:
-            created = k.unit(create)
-        except DuplicateKeyError:
-            # A failure row: written outside the (rolled back) unit, kept on purpose.
-            k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="email_taken")
-            raise EmailAlreadyRegistered() from None
-        k.hooks.after("register", created)
-        return created
+        return add_new_user(k, canonical, password, extras, ctx, now)
 
     # -- login ----------------------------------------------------------
     def login(
@@ -415,6 +399,53 @@ def login_counter_names(email: str) -> tuple[str, ...]:
 
 def _seconds_until(moment: datetime, now: datetime) -> int:
     return max(1, int((moment - now).total_seconds() + 0.999))
+
+
+def check_new_user(k: Kernel, email: str, password: str, profile: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The canonical address and the profile fields of a new account, or a ``ValidationError``
+    (address, password policy, profile field names): what registration and ``auth.user.create`` check."""
+    canonical = k.email(email)
+    k.policy.check_new(password, email=canonical)
+    return canonical, _check_profile(profile)
+
+
+def add_new_user(
+    k: Kernel,
+    canonical: str,
+    password: str,
+    extras: dict[str, Any],
+    ctx: RequestContext,
+    now: datetime,
+    *,
+    email_verified: bool = False,
+    reason: str | None = None,
+) -> User:
+    """Hash the password and store the account with its ``REGISTRATION_SUCCESS`` row (``reason``)
+    in one unit, then run the ``after_register`` hook. A taken address: ``REGISTRATION_FAILED``
+    (``email_taken``) and ``EmailAlreadyRegistered``."""
+    user = User(
+        id=new_id(k.rng),
+        email=canonical,
+        password_hash=k.hasher.hash(password),
+        created_at=now,
+        updated_at=now,
+        email_verified=email_verified,
+        profile=extras,
+    )
+
+    def create() -> User:
+        stored = k.store.users.add(user)
+        k.auditor.record(AuditEventType.REGISTRATION_SUCCESS, now, ctx, user_id=stored.id, email=canonical, reason=reason)
+        return stored
+
+    try:
+        created = k.unit(create)
+    except DuplicateKeyError:
+        # A failure row: written outside the (rolled back) unit, kept on purpose.
+        k.auditor.record(AuditEventType.REGISTRATION_FAILED, now, ctx, email=canonical, reason="email_taken")
+        raise EmailAlreadyRegistered() from None
+    k.hooks.after("register", created)
+    return created
 
 
 def _check_profile(profile: Mapping[str, Any]) -> dict[str, Any]:

@@ -146,20 +146,24 @@ class PasswordService:
         keep_session_id: str | None = None,
         context: RequestContext | None = None,
     ) -> None:
-        """Change a password given the current one; other sessions are revoked."""
+        """Change a password given the current one; other sessions are revoked.
+
+        ``InvalidPassword`` names the argument it is about: ``current_password``
+        (not a string, too long, or wrong: counted with failed logins) or
+        ``new_password`` (the policy)."""
         k = self._k
         ctx = k.context(context)
         uid = k.identifier(user_id, "user_id")
-        k.policy.check_type(current_password)
+        k.policy.check_type(current_password, field="current_password")
         user = k.store.users.get(uid)
         if user is None:
             raise UserNotFound()
         # Wrong current passwords count with failed logins (a guessing oracle otherwise).
         admit_password_attempt(k, user.email, k.now())
         if not k.hasher.verify(current_password, user.password_hash):
-            raise InvalidPassword("The current password is wrong.")
+            raise InvalidPassword("The current password is wrong.", field="current_password")
         k.limiter.clear_many(login_counter_names(user.email))
-        k.policy.check_new(new_password, email=user.email)
+        k.policy.check_new(new_password, email=user.email, field="new_password")
         new_hash = k.hasher.hash(new_password)
         found: User = user
         k.unit(

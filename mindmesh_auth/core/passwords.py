@@ -45,28 +45,29 @@ class PasswordPolicy:
         self.min_length = min_length
         self.max_length = max_length
 
-    def check_type(self, password: object) -> str:
+    def check_type(self, password: object, *, field: str = "password") -> str:
+        """A string within the length bound; ``field`` names the argument in the error."""
         if not isinstance(password, str):
-            raise InvalidPassword("The password must be a string.")
+            raise InvalidPassword("The password must be a string.", field=field)
         if len(password) > self.max_length:
-            raise InvalidPassword(f"The password must be at most {self.max_length} characters.")
+            raise InvalidPassword(f"The password must be at most {self.max_length} characters.", field=field)
         return password
 
-    def check_new(self, password: object, *, email: str | None = None) -> str:
+    def check_new(self, password: object, *, email: str | None = None, field: str = "password") -> str:
         """Validate a password being set (register, reset, change)."""
-        pw = self.check_type(password)
+        pw = self.check_type(password, field=field)
         normalized = unicodedata.normalize("NFKC", pw)
         if len(normalized) < self.min_length:
-            raise InvalidPassword(f"The password must be at least {self.min_length} characters.")
+            raise InvalidPassword(f"The password must be at least {self.min_length} characters.", field=field)
         if not normalized.strip():
-            raise InvalidPassword("The password must not be blank.")
+            raise InvalidPassword("The password must not be blank.", field=field)
         if any(unicodedata.category(ch) == "Cc" for ch in normalized):
-            raise InvalidPassword("The password must not contain control characters.")
+            raise InvalidPassword("The password must not contain control characters.", field=field)
         if email:
             lowered = normalized.casefold()
             local = email.rpartition("@")[0].casefold()  # the domain never holds an "@"
             if lowered in (email.casefold(), local):
-                raise InvalidPassword("The password must not be your email address.")
+                raise InvalidPassword("The password must not be your email address.", field=field)
         return pw
 
 

@@ -28,7 +28,6 @@ from typing import Any, NoReturn
 
 from ..core.errors import (
     AuthError,
-    InvalidEmail,
     InvalidOtp,
     InvalidRefreshToken,
     InvalidToken,
@@ -82,11 +81,21 @@ MAX_BODY_BYTES = 64 * 1024
 (no route needs more than a few hundred bytes). ``max_body_bytes=`` on the factories changes it."""
 
 CSRF_ROUTES = frozenset(
-    {"refresh", "logout", "revoke_session", "delete_account", "email_change_request", "email_change_confirm"}
+    {
+        "refresh",
+        "logout",
+        "revoke_session",
+        "delete_account",
+        "email_change_request",
+        "email_change_confirm",
+        "password_change",
+    }
 )
 """The auth routes that change state with the credentials the cookies carry."""
 
 Body = dict[str, Any]
+
+"""The message of the ``InvalidPassword`` ``password.change`` raises for a wrong current password."""
 
 
 # ---------------------------------------------------------------------------
@@ -482,9 +491,6 @@ class Endpoints:
             )
         except UserNotFound:
             raise InvalidToken() from None
-        except InvalidEmail as exc:
-            exc.field = "new_email"  # the body member, not the core's generic "email"
-            raise
         return HttpResponse(202, dict(EMAIL_CHANGE_BODY))
 
     def email_change_confirm(self, request: HttpRequest, body: Body) -> HttpResponse:
@@ -497,7 +503,20 @@ class Endpoints:
             )
         except UserNotFound:
             raise InvalidToken() from None
-        except InvalidEmail as exc:
-            exc.field = "new_email"
-            raise
         return HttpResponse(200, user_body(user, self.profile_output))
+
+    def password_change(self, request: HttpRequest, body: Body) -> HttpResponse:
+        """The access token's user, with the current password: the new one is set, every
+        other session ends, this one (and its cookies) stays. An account already gone is a 401."""
+        who = self._who(request)
+        try:
+            self.auth.password.change(
+                who.user.id,
+                body["current_password"],
+                body["new_password"],
+                keep_session_id=who.session.id,
+                context=self.context(request),
+            )
+        except UserNotFound:
+            raise InvalidToken() from None
+        return self._no_content()

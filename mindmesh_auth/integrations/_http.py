@@ -91,6 +91,11 @@ class RouteSpec:
     """One route: ``path`` is relative to the prefix, in ``{param}`` syntax.
 
     ``body``: the JSON body's members (``None``: the route reads no body).
+    ``hashing``: the facade group and method the endpoint calls that may run
+    bcrypt (``("auth", "login")``); whether it does follows
+    :func:`~mindmesh_auth.hashing.hashing_operations`, and then the FastAPI
+    router runs the route on the async facade's hashing pool. ``None``: the
+    route never hashes a password or a code.
     """
 
     name: str
@@ -101,6 +106,7 @@ class RouteSpec:
     summary: str
     authenticated: bool = False
     body: tuple[BodyField, ...] | None = None
+    hashing: tuple[str, str] | None = None
 
 
 _EMAIL = BodyField("email")
@@ -124,6 +130,7 @@ ROUTES: tuple[RouteSpec, ...] = (
                 description="Only the profile fields the app allowed (profile_fields=...).",
             ),
         ),
+        hashing=("auth", "register"),
     ),
     RouteSpec(
         "login",
@@ -141,6 +148,7 @@ ROUTES: tuple[RouteSpec, ...] = (
                 description="The device_token an earlier /verify-otp returned; omit when the device cookie is set.",
             ),
         ),
+        hashing=("auth", "login"),
     ),
     RouteSpec(
         "verify_otp",
@@ -158,6 +166,7 @@ ROUTES: tuple[RouteSpec, ...] = (
                 description="The login_handle /login returned; omit when the login cookie is set.",
             ),
         ),
+        hashing=("auth", "verify_otp"),
     ),
     RouteSpec(
         "refresh",
@@ -193,6 +202,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         (413, 422, 429, 503),
         "E-mail a one-time code for a purpose",
         body=(_EMAIL, BodyField("purpose", description='A configured purpose other than "login", e.g. "email_verify".')),
+        hashing=("otp", "send"),
     ),
     RouteSpec(
         "otp_verify",
@@ -202,6 +212,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         (401, 413, 422, 429, 503),
         "Check a one-time code for a purpose",
         body=(_EMAIL, BodyField("code"), BodyField("purpose")),
+        hashing=("otp", "verify"),
     ),
     RouteSpec(
         "password_reset_request",
@@ -220,6 +231,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         (400, 413, 422, 503),
         "Set a new password with a reset token",
         body=(BodyField("token"), BodyField("new_password")),
+        hashing=("password", "reset"),
     ),
     RouteSpec("list_sessions", "GET", "/sessions", 200, (401, 413, 503), "The current user's live sessions", authenticated=True),
     RouteSpec(
@@ -240,6 +252,7 @@ ROUTES: tuple[RouteSpec, ...] = (
         "Delete the current user's account, given its password",
         authenticated=True,
         body=(BodyField("password", description="The account's current password."),),
+        hashing=("account", "delete"),
     ),
     RouteSpec(
         "email_change_request",
@@ -253,6 +266,7 @@ ROUTES: tuple[RouteSpec, ...] = (
             BodyField("password", description="The account's current password."),
             BodyField("new_email", description="The address to move the account to; the code goes there."),
         ),
+        hashing=("account", "request_email_change"),
     ),
     RouteSpec(
         "email_change_confirm",
@@ -266,6 +280,21 @@ ROUTES: tuple[RouteSpec, ...] = (
             BodyField("new_email", description="The address /account/email sent the code to."),
             BodyField("code", description="The 6-digit code from the e-mail."),
         ),
+        hashing=("account", "confirm_email_change"),
+    ),
+    RouteSpec(
+        "password_change",
+        "POST",
+        "/password/change",
+        204,
+        (401, 403, 413, 422, 429, 503),
+        "Change the current user's password, given the current one; the other sessions end",
+        authenticated=True,
+        body=(
+            BodyField("current_password", description="The account's current password."),
+            BodyField("new_password", description="The password to set; the password policy applies."),
+        ),
+        hashing=("password", "change"),
     ),
 )
 

@@ -457,24 +457,12 @@ class AuthRouter(APIRouter):
     current_user: Callable[..., Awaitable[User]]
 
 
-# Routes whose endpoint calls an operation that may run bcrypt: they use the async
-# facade's hashing pool, so token checks never queue behind them (docs/performance.md).
-_HASHING_ROUTES = {
-    "register": ("auth", "register"),
-    "login": ("auth", "login"),
-    "verify_otp": ("auth", "verify_otp"),
-    "otp_send": ("otp", "send"),
-    "otp_verify": ("otp", "verify"),
-    "password_reset": ("password", "reset"),
-    "delete_account": ("account", "delete"),
-    "email_change_request": ("account", "request_email_change"),
-    "email_change_confirm": ("account", "confirm_email_change"),
-}
-
-
 def _view(a: AsyncMindmeshAuth, endpoints: Endpoints, spec: RouteSpec) -> Callable[..., Awaitable[Response]]:
     name = spec.name
-    call = a._call_for(*_HASHING_ROUTES[name]) if name in _HASHING_ROUTES else a._call
+    # A route whose endpoint calls an operation that may run bcrypt (``spec.hashing``) uses the
+    # async facade's hashing pool when the config makes it hash, so token checks never queue
+    # behind it (docs/performance.md).
+    call = a._call_for(*spec.hashing) if spec.hashing is not None else a._call
 
     async def run(request: Request) -> Response:
         # One of the async facade's pools (with the task's context vars): one hop per request.

@@ -17,7 +17,14 @@ from _ci import require
 require("click")
 require("peewee")
 
-from mindmesh_auth import AuditEventType, AuthConfig, InvalidCredentials, InvalidRefreshToken, MindmeshAuth  # noqa: E402
+from mindmesh_auth import (  # noqa: E402
+    AuditEventType,
+    AuthConfig,
+    InvalidCredentials,
+    InvalidRefreshToken,
+    MindmeshAuth,
+    RateLimited,
+)
 from mindmesh_auth.testing import Outbox  # noqa: E402
 
 JWT_SECRET = "cli-jwt-Vb4Nx9Kq2Wm7Tz1Hr6Lc3Fp8Ds5Gj0Ya"  # 40 characters
@@ -274,6 +281,46 @@ def test_users_create_list_and_errors(cli: Cli) -> None:
     # Past the offset every backend takes: a typed error, not a driver's OverflowError.
     line = cli.fails("users", "list", "--offset", str(2**63))
     assert line == "error: invalid_input: offset must be a whole number from 0 to 2147483647."
+
+
+def test_users_create_is_an_admin_creation_off_the_public_registration_bucket(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)  # its own database: the module's runs are budgeted
+    cli.ok("init")
+    # Requests without an address share one bucket: register_ip_limit (20 an hour) times the factor.
+    env = _env(AUTH_NO_IP_LIMIT_FACTOR="1")
+    config = AuthConfig(
+        jwt_secret=JWT_SECRET, refresh_secret=REFRESH_SECRET, password_pepper=PEPPER, bcrypt_rounds=4, no_ip_limit_factor=1
+    )
+    auth = MindmeshAuth(store=cli.url, mailer=Outbox(), config=config)
+    try:
+        bucket = config.register_ip_limit.count
+        for i in range(bucket - 1):
+            auth.auth.register(f"public{i}@example.com", PASSWORD)
+
+        def create(email: str, *extra: str) -> str:
+            proc = cli("users", "create", email, "--password-stdin", *extra, input=PASSWORD + "\n", env=env)
+            assert proc.returncode == 0, proc.stderr
+            return proc.stdout.strip()
+
+        verified = create("ops@example.com", "--verified")
+        plain = create("plain@example.com")
+        auth.auth.register("last@example.com", PASSWORD)  # the bucket's last place was left to the public
+        with pytest.raises(RateLimited):
+            auth.auth.register("refused@example.com", PASSWORD)
+        late = create("late@example.com")  # a spent bucket does not stop an administrator
+
+        assert (auth.user.get_by_id(verified).email_verified, auth.user.get_by_id(plain).email_verified) == (True, False)
+        assert auth.user.get_by_id(late).email == "late@example.com"
+        rows = auth.audit.query(types=[AuditEventType.REGISTRATION_SUCCESS], limit=1000)
+        assert [(r.user_id, r.reason, r.user_agent) for r in rows if r.reason] == [
+            (verified, "admin", "mindmesh-auth cli"),
+            (plain, "admin", "mindmesh-auth cli"),
+            (late, "admin", "mindmesh-auth cli"),
+        ]
+        assert len(rows) == bucket + 3
+        assert [r.reason for r in auth.audit.query(types=[AuditEventType.RATE_LIMITED])] == ["register"]
+    finally:
+        auth.close()
 
 
 # -- sessions -------------------------------------------------------------------

@@ -378,10 +378,12 @@ def test_the_gated_operations_follow_the_code_hash() -> None:
         "auth": ("register", "login"),
         "password": ("reset", "change"),
         "account": ("delete", "request_email_change"),
+        "user": ("create",),
     }
     assert hashing_operations(test_config(otp_hash="bcrypt")) == {
         "auth": ("register", "login", "verify_otp"),
         "password": ("reset", "change"),
         "account": ("delete", "request_email_change", "confirm_email_change"),
+        "user": ("create",),
         "otp": ("send", "verify"),
     }

@@ -250,3 +250,20 @@ def test_email_change_sends_are_budgeted_per_new_address(env, user) -> None:
     with pytest.raises(RateLimited):
         env.auth.account.request_email_change(user.id, PASSWORD, NEW)
     assert len(env.outbox.for_address(NEW, "otp")) == 3
+
+
+def test_errors_name_the_argument_they_are_about(env, user) -> None:
+    from mindmesh_auth import InvalidEmail
+
+    with pytest.raises(InvalidEmail) as bad_address:
+        env.auth.account.request_email_change(user.id, PASSWORD, "not an address")
+    assert bad_address.value.field == "new_email"
+    with pytest.raises(InvalidEmail) as bad_confirm:
+        env.auth.account.confirm_email_change(user.id, "not an address", "123456")
+    assert bad_confirm.value.field == "new_email"
+    with pytest.raises(InvalidPassword) as short:
+        env.auth.password.change(user.id, PASSWORD, "short")
+    assert short.value.field == "new_password"
+    with pytest.raises(InvalidPassword) as long_current:
+        env.auth.password.change(user.id, "x" * 10_000, "a brand new passphrase")
+    assert long_current.value.field == "current_password"

@@ -129,7 +129,7 @@ def test_wrong_current_password_is_reported_as_such_and_counts_as_a_failed_login
     with pytest.raises(InvalidPassword) as info:
         env.auth.password.change(user.id, "not the password", NEW_PASSWORD)
     assert info.value.message == "The current password is wrong."
-    assert info.value.field == "password"
+    assert info.value.field == "current_password"
     fail_logins(env, limit - 1)
     with pytest.raises(RateLimited):
         env.auth.auth.login(EMAIL, PASSWORD)
