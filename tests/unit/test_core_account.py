@@ -267,3 +267,134 @@ def test_errors_name_the_argument_they_are_about(env, user) -> None:
     with pytest.raises(InvalidPassword) as long_current:
         env.auth.password.change(user.id, "x" * 10_000, "a brand new passphrase")
     assert long_current.value.field == "current_password"
+
+
+# -- what the audit rows and errors carry (mutation testing found these unchecked) ----------
+def test_the_request_context_reaches_every_row_of_the_lifecycle_calls(env, user) -> None:
+    from mindmesh_auth import RequestContext
+
+    ctx = RequestContext(ip_address="203.0.113.7", user_agent="lifecycle-test")
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW, context=ctx)
+    env.auth.account.confirm_email_change(user.id, NEW, env.outbox.last_code(NEW), context=ctx)
+    env.auth.account.delete(user.id, PASSWORD, context=ctx)
+    rows = env.auth.audit.query(user_id=user.id, limit=100)
+    kinds = {AuditEventType.OTP_SENT, AuditEventType.EMAIL_CHANGED, AuditEventType.ACCOUNT_DELETED}
+    mine = [r for r in rows if r.type in kinds]
+    assert {r.type for r in mine} == kinds
+    assert all((r.ip_address, r.user_agent) == ("203.0.113.7", "lifecycle-test") for r in mine), mine
+
+
+def test_failed_notices_are_audited_on_the_account(env, user) -> None:
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    env.outbox.fail_next()
+    env.auth.account.confirm_email_change(user.id, NEW, env.outbox.last_code(NEW))
+    failed = [e for e in events(env, AuditEventType.EMAIL_CHANGED) if e.reason == "notice_delivery_failed"]
+    assert [(e.user_id, e.email) for e in failed] == [(user.id, NEW)]
+    env.outbox.fail_next()
+    env.auth.account.delete(user.id, PASSWORD)
+    failed = [e for e in events(env, AuditEventType.ACCOUNT_DELETED) if e.reason == "notice_delivery_failed"]
+    assert [(e.user_id, e.email) for e in failed] == [(user.id, NEW)]
+
+
+def test_a_taken_address_is_audited_as_a_failed_code_of_the_account(env, user) -> None:
+    from mindmesh_auth import EmailAlreadyRegistered
+
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    code = env.outbox.last_code(NEW)
+    env.auth.auth.register(NEW, PASSWORD)
+    with pytest.raises(EmailAlreadyRegistered):
+        env.auth.account.confirm_email_change(user.id, NEW, code)
+    taken = [e for e in events(env, AuditEventType.OTP_FAILED) if e.reason == "email_change:email_taken"]
+    assert [(e.user_id, e.email) for e in taken] == [(user.id, NEW)]
+
+
+def test_an_email_change_ends_the_old_addresses_pending_codes_and_returns_the_stored_user(env, user) -> None:
+    env.auth.auth.login(EMAIL, PASSWORD)  # a login code pending for the old address
+    env.auth.otp.send(EMAIL, "email_verify")
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)
+    env.clock.advance(seconds=30)
+    changed = env.auth.account.confirm_email_change(user.id, NEW, env.outbox.last_code(NEW))
+    assert env.store.otps.get(EMAIL, "login") is None
+    assert env.store.otps.get(EMAIL, "email_verify") is None
+    assert changed == env.auth.user.get_by_id(user.id)  # every field, updated_at included
+
+
+def test_error_messages_and_fields_of_the_lifecycle_calls(env, user) -> None:
+    from mindmesh_auth import InvalidEmail, ValidationError
+
+    with pytest.raises(ValidationError) as same:
+        env.auth.account.request_email_change(user.id, PASSWORD, EMAIL)
+    assert same.value.message == "That is already the account's address."
+    with pytest.raises(InvalidEmail) as plain:
+        env.auth.auth.register("not an address", PASSWORD)
+    with pytest.raises(InvalidEmail) as renamed:
+        env.auth.account.request_email_change(user.id, PASSWORD, "not an address")
+    assert renamed.value.message == plain.value.message  # the reason is kept, only the field is renamed
+    for call in (
+        lambda: env.auth.account.delete("", PASSWORD),
+        lambda: env.auth.account.request_email_change("", PASSWORD, NEW),
+        lambda: env.auth.account.confirm_email_change("", NEW, "123456"),
+    ):
+        with pytest.raises(ValidationError) as bad_id:
+            call()
+        assert bad_id.value.field == "user_id"
+
+
+def test_deletion_clears_the_code_failure_counters_of_every_purpose(make_env) -> None:
+    from datetime import timedelta
+
+    from mindmesh_auth import Limit
+
+    env = make_env(otp_account_failure_limit=Limit(3, timedelta(hours=1)))
+    user = env.auth.auth.register(EMAIL, PASSWORD)
+    env.auth.otp.send(EMAIL, "email_verify")
+    for _ in range(3):
+        assert env.auth.otp.verify(EMAIL, "000000", "email_verify") is False
+    with pytest.raises(RateLimited):
+        env.auth.otp.verify(EMAIL, "000000", "email_verify")
+    env.auth.user.delete(user.id)
+    env.auth.auth.register(EMAIL, PASSWORD)
+    assert env.auth.otp.verify(EMAIL, "000000", "email_verify") is False  # counted afresh, not refused
+
+
+def test_the_password_check_uses_the_accounts_login_budget(env, user) -> None:
+    from mindmesh_auth import InvalidEmail
+
+    for _ in range(9):  # wrong passwords here count where wrong logins count
+        with pytest.raises(InvalidPassword) as wrong:
+            env.auth.account.request_email_change(user.id, "not the password at all", NEW)
+    assert wrong.value.message == "The password is wrong."
+    with pytest.raises(InvalidCredentials):
+        env.auth.auth.login(EMAIL, "not the password at all")  # the tenth failure of the account
+    with pytest.raises(RateLimited):
+        env.auth.auth.login(EMAIL, PASSWORD)
+    env.clock.advance(minutes=15)
+    for _ in range(9):
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(EMAIL, "not the password at all")
+    env.auth.account.request_email_change(user.id, PASSWORD, NEW)  # a right password clears the budget
+    for _ in range(9):
+        with pytest.raises(InvalidCredentials):
+            env.auth.auth.login(EMAIL, "not the password at all")
+    with pytest.raises(InvalidEmail) as not_text:
+        env.auth.account.request_email_change(user.id, PASSWORD, 12345)  # type: ignore[arg-type]
+    assert (not_text.value.message, not_text.value.field) == ("The email address must be a string.", "new_email")
+
+
+def test_a_deletion_that_finds_the_account_gone_changes_nothing_more(env, user, monkeypatch) -> None:
+    """The loser of two deletions (both read the user, one deletes first), made deterministic."""
+    from mindmesh_auth import RequestContext
+    from mindmesh_auth.core.account import delete_account
+
+    stale = env.auth.user.get_by_id(user.id)
+    env.auth.user.delete(user.id)
+    rows = len(events(env, AuditEventType.ACCOUNT_DELETED))
+    notices = len(env.outbox.for_address(EMAIL, "account_deleted"))
+    assert delete_account(env.auth._kernel, stale, RequestContext(), by="admin") is False
+    monkeypatch.setattr(env.store.users, "get", lambda _uid: stale)  # the owner's call read it before it went
+    with pytest.raises(UserNotFound):
+        env.auth.account.delete(user.id, PASSWORD)
+    with pytest.raises(UserNotFound):
+        env.auth.user.delete(user.id)
+    assert len(events(env, AuditEventType.ACCOUNT_DELETED)) == rows
+    assert len(env.outbox.for_address(EMAIL, "account_deleted")) == notices
