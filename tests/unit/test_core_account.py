@@ -398,3 +398,11 @@ def test_a_deletion_that_finds_the_account_gone_changes_nothing_more(env, user, 
         env.auth.user.delete(user.id)
     assert len(events(env, AuditEventType.ACCOUNT_DELETED)) == rows
     assert len(env.outbox.for_address(EMAIL, "account_deleted")) == notices
+
+
+def test_an_administrators_deletion_is_audited_with_the_request_context(env, user) -> None:
+    from mindmesh_auth import RequestContext
+
+    env.auth.user.delete(user.id, context=RequestContext(ip_address="198.51.100.4", user_agent="admin-console"))
+    [row] = events(env, AuditEventType.ACCOUNT_DELETED)
+    assert (row.ip_address, row.user_agent, row.reason) == ("198.51.100.4", "admin-console", "admin")

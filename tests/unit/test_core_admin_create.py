@@ -124,7 +124,7 @@ def test_an_invalid_address_is_refused(env, address: str) -> None:
 def test_email_verified_must_be_a_boolean(env, flag: Any) -> None:
     with pytest.raises(ValidationError) as info:
         env.auth.user.create(EMAIL, PASSWORD, email_verified=flag)
-    assert info.value.field == "email_verified"
+    assert (info.value.field, info.value.message) == ("email_verified", "email_verified must be a boolean.")
     assert env.store.users.list() == []
 
 
