@@ -105,7 +105,7 @@ class PasswordService:
         ctx = k.context(context)
         if not isinstance(token, str) or not _RESET.fullmatch(token):
             raise InvalidResetToken()
-        k.policy.check_type(new_password)
+        k.policy.check_type(new_password, field="new_password")
         now = k.now()
         # The hash under the current refresh secret; on a miss, under a previous one (a rotation).
         token_hash, pending = k.keys.find("reset", now, token, k.store.reset_tokens.get)
@@ -116,7 +116,7 @@ class PasswordService:
         user = k.store.users.get(pending.user_id)
         if user is None:
             raise InvalidResetToken()
-        k.policy.check_new(new_password, email=user.email)
+        k.policy.check_new(new_password, email=user.email, field="new_password")
         new_hash = k.hasher.hash(new_password)
         found: User = user
 

@@ -406,3 +406,13 @@ def test_an_administrators_deletion_is_audited_with_the_request_context(env, use
     env.auth.user.delete(user.id, context=RequestContext(ip_address="198.51.100.4", user_agent="admin-console"))
     [row] = events(env, AuditEventType.ACCOUNT_DELETED)
     assert (row.ip_address, row.user_agent, row.reason) == ("198.51.100.4", "admin-console", "admin")
+
+
+def test_a_reset_names_the_new_password_in_its_errors(env, user) -> None:
+    env.auth.password.request_reset(EMAIL)
+    token = env.outbox.last_reset_token(EMAIL)
+    for bad in ("short", "x" * 10_000, 42):
+        with pytest.raises(InvalidPassword) as info:
+            env.auth.password.reset(token, bad)  # type: ignore[arg-type]
+        assert info.value.field == "new_password"
+    env.auth.password.reset(token, "a brand new passphrase")  # refused before the token was spent
