@@ -101,8 +101,8 @@ class AuthService:
         canonical = k.email(email)
         k.policy.check_type(password)
         now = k.now()
-        device = read_device_token(k.keys, device_token, now)
         user = k.store.users.get_by_email(canonical)
+        device = read_device_token(k.keys, device_token, now, password_hash=user.password_hash if user else None)
         subject = canonical
         if device is not None and user is not None and device.user_id == user.id:
             mine = f"device:{device.user_id}:{device.device_id}"
@@ -208,7 +208,9 @@ class AuthService:
             user=user,
             session_id=session_id,
             expires_in=int(k.config.access_token_ttl.total_seconds()),
-            device_token=issue_device_token(k.keys, k.rng, user.id, now, k.config.device_token_ttl),
+            device_token=issue_device_token(
+                k.keys, k.rng, user.id, now, k.config.device_token_ttl, password_hash=user.password_hash
+            ),
         )
 
     # -- the hot path ----------------------------------------------------

@@ -333,6 +333,26 @@ def test_a_device_token_of_another_account_forged_or_expired_counts_as_none(ada:
     raises(ValidationError, lambda: env.auth.auth.login(EMAIL, PASSWORD, device_token=42))  # type: ignore[arg-type]
 
 
+def test_a_password_change_or_reset_ends_every_device_token_of_the_account(ada: Env) -> None:
+    env = ada
+    user_id = env.auth.user.get_by_email(EMAIL).id
+    before_change = _owner_device(env)
+    env.auth.password.change(user_id, PASSWORD, "a brand new passphrase")
+    env.clock.advance(minutes=11)  # the address's code budget
+    after_change = _owner_device_with(env, "a brand new passphrase")
+    env.auth.password.request_reset(EMAIL)
+    env.auth.password.reset(env.outbox.last_reset_token(EMAIL), "another new passphrase")
+    for _ in range(10):
+        raises(InvalidCredentials, lambda: env.auth.auth.login(EMAIL, "guess guess", context=STRANGER))
+    for token in (before_change, after_change):  # issued under a password the account no longer has
+        raises(RateLimited, lambda t=token: env.auth.auth.login(EMAIL, "another new passphrase", device_token=t))
+
+
+def _owner_device_with(env: Env, password: str) -> str:
+    challenge = env.auth.auth.login(EMAIL, password, context=OWNER)
+    return env.auth.auth.verify_otp(EMAIL, env.outbox.last_code(EMAIL), handle=challenge.handle, context=OWNER).device_token
+
+
 def test_a_devices_own_failures_delay_only_that_device(ada: Env) -> None:
     env = ada
     device = _owner_device(env)
