@@ -12,6 +12,7 @@ import os
 import stat
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -534,3 +535,32 @@ def test_an_existing_sqlite_file_keeps_its_mode(tmp_path: Path) -> None:
     store.create_schema()
     assert _mode(existing) == 0o640
     store.close()
+
+
+def test_sqlite_schema_work_outwaits_the_busy_timeout_until_the_lock_wait(tmp_path: Path) -> None:
+    """Instances starting together on one SQLite file queue up for the schema lock for up to
+    LOCK_WAIT, even when the busy timeout is shorter than the others' work (a loaded machine)."""
+    url = f"sqlite:///{tmp_path}/auth.db"
+    holder = PeeweeStore.from_url(url)
+    waiter = PeeweeStore.from_url(url + "?timeout=0.2")
+    outcome: list[object] = []
+
+    def start() -> None:
+        try:
+            waiter.create_schema()
+            outcome.append("created")
+        except BaseException as exc:  # reported below
+            outcome.append(exc)
+
+    try:
+        with sql_migrations.schema_lock(holder.database, holder.models):
+            thread = threading.Thread(target=start)
+            thread.start()
+            time.sleep(1.0)  # five busy timeouts
+            assert outcome == []  # still waiting
+        thread.join(timeout=30)
+        assert outcome == ["created"]
+        assert waiter.schema_status().up_to_date
+    finally:
+        waiter.close()
+        holder.close()

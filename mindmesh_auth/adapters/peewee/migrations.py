@@ -424,7 +424,9 @@ def schema_lock(database: Any, models: Models, *, wait: float | None = None) -> 
     (``GET_LOCK``) around statements that commit on their own. The lock is
     polled, never waited for inside one statement, so the store's statement
     timeouts do not end the wait; after ``wait`` seconds (:data:`LOCK_WAIT`)
-    it raises ``StorageConflict``.
+    it raises ``StorageConflict``. On SQLite each attempt waits the
+    connection's busy timeout, and a locked database is tried again until the
+    same deadline (several instances creating one file's tables queue up).
     """
     name = "mindmesh_auth:" + str(models.Version._meta.table_name)
     digest = hashlib.sha256(name.encode()).digest()
@@ -439,7 +441,15 @@ def schema_lock(database: Any, models: Models, *, wait: float | None = None) -> 
             pause = min(pause * 2, 0.25)
 
     if is_sqlite(database):
-        with database.atomic("IMMEDIATE"):
+        with contextlib.ExitStack() as stack:
+            while True:
+                try:
+                    stack.enter_context(database.atomic("IMMEDIATE"))
+                    break
+                except peewee.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                    time.sleep(0.05)
             yield
         return
     if is_postgres(database):
