@@ -50,6 +50,14 @@ EMAIL_CHANGE = "email_change"
 """The purpose of the codes that prove a new address (reserved: not one of ``otp_purposes``)."""
 
 
+def _discard_codes(k: Kernel, email: str) -> None:
+    """Discard the pending code of every configured purpose mailed to ``email`` (in the caller's unit)."""
+    for purpose in k.config.otp_purposes:
+        pending = k.store.otps.get(email, purpose)
+        if pending is not None:
+            k.store.otps.discard(pending.id)
+
+
 def delete_account(k: Kernel, user: User, ctx: RequestContext, *, by: str) -> bool:
     """Delete ``user`` and everything that lets anyone act as them, in one unit; then
     mail the notice. ``by`` is the audit reason (``"self"`` or ``"admin"``).
@@ -59,10 +67,7 @@ def delete_account(k: Kernel, user: User, ctx: RequestContext, *, by: str) -> bo
     def writes() -> bool:
         k.store.sessions.revoke_all_for_user(user.id, now, "account_deleted")
         k.store.reset_tokens.delete_for_user(user.id)
-        for purpose in k.config.otp_purposes:
-            pending = k.store.otps.get(user.email, purpose)
-            if pending is not None:
-                k.store.otps.discard(pending.id)
+        _discard_codes(k, user.email)
         if not k.store.users.delete(user.id):
             return False
         k.limiter.clear_many((*login_counter_names(user.email), *failure_counter_names(user.email, k.config.otp_purposes)))
@@ -153,10 +158,7 @@ class AccountService:
             if not k.store.users.change_email(uid, address, now):
                 return None
             k.store.reset_tokens.delete_for_user(uid)  # mailed to the old address
-            for purpose in k.config.otp_purposes:
-                pending = k.store.otps.get(user.email, purpose)
-                if pending is not None:
-                    k.store.otps.discard(pending.id)
+            _discard_codes(k, user.email)
             k.auditor.record(AuditEventType.EMAIL_CHANGED, now, ctx, user_id=uid, email=address, reason=f"from:{user.email}")
             moved.append(user.email)
             return attrs.evolve(user, email=address, email_verified=True, updated_at=now)

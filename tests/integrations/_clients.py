@@ -8,11 +8,14 @@ Helpers (``register``, ``login``, ``bearer``, ``assert_error``) work on the shim
 from __future__ import annotations
 
 import json as _json
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
+from _ci import require
+
 from mindmesh_auth import MindmeshAuth
-from mindmesh_auth.testing import FakeClock, Outbox
+from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 FRAMEWORKS = ("fastapi", "flask")
 PASSWORD = "correct horse battery staple"
@@ -181,6 +184,49 @@ def login(client: Client, env: Env, email: str = "ada@example.com", password: st
     )
     assert r.status_code == 200, r.text
     return r.json()  # type: ignore[no-any-return]
+
+
+MakeClient = Callable[..., Client]
+"""The ``make_client`` fixture: ``make_client(peer=..., https=..., **options)``."""
+
+
+def sqlite_env(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
+    """A facade on a fresh SQLite file with ``test_config(**overrides)``; closed after."""
+    require("peewee")
+    outbox, clock = Outbox(), FakeClock()
+    config = test_config(**overrides)
+    auth = MindmeshAuth(store=f"sqlite:///{tmp_path}/auth.db", mailer=outbox, config=config, clock=clock)
+    auth.create_schema()
+    yield Env(auth, outbox, clock)
+    auth.close()
+
+
+def signed_in(client: Client, env: Env, email: str = "ada@example.com") -> dict[str, Any]:
+    """Register ``email`` and log it in: the tokens (and ``user``) /verify-otp answered."""
+    register(client, email)
+    return login(client, env, email)
+
+
+ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
+"""The auth cookies' names (with cookies enabled)."""
+XRW = {"X-Requested-With": "fetch"}
+"""The header the CSRF check accepts from a cookie-authenticated script."""
+HANG_GUARD = 10.0
+"""Seconds; only reached if a call waits for something that never comes."""
+
+
+def set_cookies(r: Any) -> dict[str, dict[str, str]]:
+    """``Set-Cookie`` headers by cookie name: ``{"": value, attribute (lower case): value or ""}``."""
+    out: dict[str, dict[str, str]] = {}
+    for header in r.header_list("set-cookie"):
+        first, *attributes = [part.strip() for part in header.split(";")]
+        name, _, value = first.partition("=")
+        attrs = {"": value}
+        for attribute in attributes:
+            key, _, val = attribute.partition("=")
+            attrs[key.lower()] = val
+        out[name] = attrs
+    return out
 
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:

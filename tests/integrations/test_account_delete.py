@@ -7,22 +7,23 @@ store (the ``env`` fixture), except the OpenAPI check, which is FastAPI's alone.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _ci import require
 
-from mindmesh_auth import AuditEventType, MindmeshAuth
+from mindmesh_auth import AuditEventType
 from mindmesh_auth.integrations._http import CookieSettings
-from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 from ._clients import (
-    FRAMEWORKS,
+    ACCESS,
+    HANG_GUARD,
     PASSWORD,
+    REFRESH,
+    XRW,
     Client,
     Env,
+    MakeClient,
     assert_error,
     bearer,
     build_client,
@@ -30,66 +31,25 @@ from ._clients import (
     flask_client,
     login,
     register,
+    set_cookies,
+    signed_in,
 )
 
 EMAIL = "ada@example.com"
 WRONG = "not the right password at all"
 DELETE = "/auth/account/delete"
-ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
-XRW = {"X-Requested-With": "fetch"}
-HANG_GUARD = 10.0  # seconds; only reached if a call waits for something that never comes
 
-MakeClient = Callable[..., Client]
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def make_client(env: Env, framework: str) -> MakeClient:
-    def make(**options: Any) -> Client:
-        return build_client(framework, env.auth, **options)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: MakeClient) -> Client:
-    return make_client()
-
-
-def _signed_in(env: Env, client: Client, email: str = EMAIL) -> dict[str, Any]:
-    """Register ``email`` and log it in: the tokens (and ``user``) /verify-otp answered."""
-    register(client, email)
-    return login(client, env, email)
 
 
 def _deleted_events(env: Env, user_id: str) -> list[Any]:
     return env.auth.audit.query(user_id=user_id, types=[AuditEventType.ACCOUNT_DELETED])
 
 
-def _set_cookies(r: Any) -> dict[str, dict[str, str]]:
-    """``Set-Cookie`` headers by cookie name: ``{"": value, attribute (lower case): value or ""}``."""
-    out: dict[str, dict[str, str]] = {}
-    for header in r.header_list("set-cookie"):
-        first, *attributes = [part.strip() for part in header.split(";")]
-        name, _, value = first.partition("=")
-        attrs = {"": value}
-        for attribute in attributes:
-            key, _, val = attribute.partition("=")
-            attrs[key.lower()] = val
-        out[name] = attrs
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Bearer tokens
 # ---------------------------------------------------------------------------
 def test_the_right_password_deletes_the_account_and_ends_every_session(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     other = login(client, env)  # a second session of the same account
     assert client.get("/auth/me", headers=bearer(other)).status_code == 200
@@ -119,7 +79,7 @@ def test_the_right_password_deletes_the_account_and_ends_every_session(env: Env,
 
 
 def test_a_wrong_password_is_422_and_changes_nothing(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     r = client.post(DELETE, json={"password": WRONG}, headers=bearer(tokens))
     error = assert_error(r, 422, "invalid_password")
@@ -156,7 +116,7 @@ def test_the_password_is_checked_against_the_tokens_account(env: Env, client: Cl
     ids=["no-token", "bad-token", "basic"],
 )
 def test_without_a_valid_token_it_is_401(env: Env, client: Client, authorization: str | None) -> None:
-    _signed_in(env, client)
+    signed_in(client, env)
     headers = {} if authorization is None else {"Authorization": authorization}
     r = client.post(DELETE, json={"password": PASSWORD}, headers=headers)
     assert_error(r, 401, "invalid_token")
@@ -166,7 +126,7 @@ def test_without_a_valid_token_it_is_401(env: Env, client: Client, authorization
 
 
 def test_an_expired_access_token_is_401(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     env.clock.advance(minutes=16)
     assert_error(client.post(DELETE, json={"password": PASSWORD}, headers=bearer(tokens)), 401, "invalid_token")
     assert env.auth.user.get_by_email(EMAIL) is not None
@@ -187,7 +147,7 @@ def test_an_expired_access_token_is_401(env: Env, client: Client) -> None:
 def test_a_bad_body_is_refused_and_changes_nothing(
     env: Env, client: Client, options: dict[str, Any], status: int, code: str
 ) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     r = client.post(DELETE, headers=bearer(tokens), **options)
     error = assert_error(r, status, code)
     if status == 422:
@@ -198,7 +158,7 @@ def test_a_bad_body_is_refused_and_changes_nothing(
 
 
 def test_wrong_passwords_count_with_failed_logins_until_429(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     statuses: list[int] = []
     for _ in range(30):
         r = client.post(DELETE, json={"password": WRONG}, headers=bearer(tokens))
@@ -217,7 +177,7 @@ def test_wrong_passwords_count_with_failed_logins_until_429(env: Env, client: Cl
 
 def test_an_account_deleted_meanwhile_is_401(env: Env, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """The token was valid when read, the account went before the deletion ran (an administrator)."""
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     original = env.auth.account.delete
 
@@ -235,7 +195,7 @@ def test_an_account_deleted_meanwhile_is_401(env: Env, client: Client, monkeypat
 # ---------------------------------------------------------------------------
 def test_cookie_deletion_needs_the_csrf_header_and_clears_the_cookies(env: Env, make_client: MakeClient) -> None:
     client = make_client(cookies=CookieSettings(enabled=True), https=True)
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert client.cookie(ACCESS) is not None and client.cookie(REFRESH, path="/auth") is not None
 
     for headers in ({}, {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site", **XRW}):
@@ -248,7 +208,7 @@ def test_cookie_deletion_needs_the_csrf_header_and_clears_the_cookies(env: Env, 
 
     r = client.post(DELETE, json={"password": PASSWORD}, headers=XRW)
     assert r.status_code == 204, r.text
-    cleared = _set_cookies(r)
+    cleared = set_cookies(r)
     assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
     assert cleared[ACCESS]["path"] == "/" and cleared[REFRESH]["path"] == "/auth"
     assert client.cookie(ACCESS) is None and client.cookie(REFRESH, path="/auth") is None
@@ -259,7 +219,7 @@ def test_cookie_deletion_needs_the_csrf_header_and_clears_the_cookies(env: Env, 
 
 def test_a_wrong_password_with_cookies_keeps_them(env: Env, make_client: MakeClient) -> None:
     client = make_client(cookies=CookieSettings(enabled=True), https=True)
-    _signed_in(env, client)
+    signed_in(client, env)
     r = client.post(DELETE, json={"password": WRONG}, headers=XRW)
     assert_error(r, 422, "invalid_password")
     assert "set-cookie" not in r.headers
@@ -270,21 +230,9 @@ def test_a_wrong_password_with_cookies_keeps_them(env: Env, make_client: MakeCli
 # ---------------------------------------------------------------------------
 # The hashing bound
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def busy_env(tmp_path: Path) -> Iterator[Env]:
-    """One hashing place and no queue: a second hashing call while one runs is refused."""
-    require("peewee")
-    outbox, clock = Outbox(), FakeClock()
-    config = test_config(hash_workers=1, hash_queue_limit=0)
-    auth = MindmeshAuth(store=f"sqlite:///{tmp_path}/auth.db", mailer=outbox, config=config, clock=clock)
-    auth.create_schema()
-    yield Env(auth, outbox, clock)
-    auth.close()
-
-
 def test_a_deletion_beyond_the_hashing_bound_gets_503_and_deletes_nothing(busy_env: Env, framework: str) -> None:
     client = build_client(framework, busy_env.auth)
-    tokens = _signed_in(busy_env, client)
+    tokens = signed_in(client, busy_env)
     busy_env.auth.auth.register("bob@example.com", PASSWORD)
     other = fastapi_client(client.app) if framework == "fastapi" else flask_client(client.app)
     hasher = busy_env.auth._kernel.hasher

@@ -8,23 +8,25 @@ store (the ``env`` fixture), except the OpenAPI check, which is FastAPI's alone.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from _ci import require
 
-from mindmesh_auth import AuditEventType, MindmeshAuth
+from mindmesh_auth import AuditEventType
 from mindmesh_auth.core.errors import UserNotFound
 from mindmesh_auth.integrations._http import CookieSettings
-from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 from ._clients import (
-    FRAMEWORKS,
+    ACCESS,
+    HANG_GUARD,
     PASSWORD,
+    XRW,
     Client,
     Env,
+    MakeClient,
     assert_error,
     bearer,
     build_client,
@@ -32,6 +34,8 @@ from ._clients import (
     flask_client,
     login,
     register,
+    signed_in,
+    sqlite_env,
 )
 
 EMAIL = "ada@example.com"
@@ -39,36 +43,7 @@ NEW = "ada.new@example.com"
 WRONG = "not the right password at all"
 REQUEST = "/auth/account/email"
 CONFIRM = "/auth/account/email/confirm"
-ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
-XRW = {"X-Requested-With": "fetch"}
-HANG_GUARD = 10.0  # seconds; only reached if a call waits for something that never comes
 
-MakeClient = Callable[..., Client]
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def make_client(env: Env, framework: str) -> MakeClient:
-    def make(**options: Any) -> Client:
-        return build_client(framework, env.auth, **options)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: MakeClient) -> Client:
-    return make_client()
-
-
-def _signed_in(env: Env, client: Client, email: str = EMAIL) -> dict[str, Any]:
-    """Register ``email`` and log it in: the tokens (and ``user``) /verify-otp answered."""
-    register(client, email)
-    return login(client, env, email)
 
 
 def _changed_events(env: Env, user_id: str) -> list[Any]:
@@ -103,7 +78,7 @@ def _assert_unchanged(env: Env, client: Client, tokens: dict[str, Any]) -> None:
 # Bearer tokens
 # ---------------------------------------------------------------------------
 def test_the_whole_flow_moves_the_account_to_the_new_address(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     assert tokens["user"]["email_verified"] is False
     before_old = len(env.outbox.for_address(EMAIL))
@@ -141,7 +116,7 @@ def test_the_whole_flow_moves_the_account_to_the_new_address(env: Env, client: C
 
 
 def test_a_wrong_password_is_422_and_sends_no_code(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     r = _request(client, tokens, password=WRONG)
     error = assert_error(r, 422, "invalid_password")
     assert error["field"] == "password"
@@ -152,7 +127,7 @@ def test_a_wrong_password_is_422_and_sends_no_code(env: Env, client: Client) -> 
 
 
 def test_the_accounts_own_address_is_422(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     sent = len(env.outbox.messages)
     error = assert_error(_request(client, tokens, new_email=EMAIL), 422, "invalid_input")
     assert error["field"] == "new_email"
@@ -167,7 +142,7 @@ def test_the_accounts_own_address_is_422(env: Env, client: Client) -> None:
 
 
 def test_a_wrong_code_is_401_and_changes_nothing(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert _request(client, tokens).status_code == 202
     code = env.outbox.last_code(NEW)
 
@@ -188,7 +163,7 @@ def test_a_wrong_code_is_401_and_changes_nothing(env: Env, client: Client) -> No
 
 
 def test_an_address_taken_meanwhile_is_409_and_the_account_keeps_its_own(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert _request(client, tokens).status_code == 202
     code = env.outbox.last_code(NEW)
     other_id = register(client, NEW)["user"]["id"]  # someone registers the address before the confirmation
@@ -212,7 +187,7 @@ def test_an_address_taken_meanwhile_is_409_and_the_account_keeps_its_own(env: En
     ids=["no-token", "bad-token", "basic"],
 )
 def test_without_a_valid_token_it_is_401(env: Env, client: Client, path: str, authorization: str | None) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert _request(client, tokens).status_code == 202
     code = env.outbox.last_code(NEW)
     sent = len(env.outbox.messages)
@@ -245,7 +220,7 @@ def test_without_a_valid_token_it_is_401(env: Env, client: Client, path: str, au
     ],
 )
 def test_a_bad_body_is_422(env: Env, client: Client, path: str, body: dict[str, Any], field: str) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     r = client.post(path, json=body, headers=bearer(tokens))
     assert assert_error(r, 422, "invalid_input")["field"] == field
     assert PASSWORD not in r.text
@@ -255,7 +230,7 @@ def test_a_bad_body_is_422(env: Env, client: Client, path: str, body: dict[str, 
 
 def test_an_account_deleted_meanwhile_is_401(env: Env, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """The token was valid when read, the account went before the request ran (an administrator)."""
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     original = env.auth.account.request_email_change
 
     def racing(uid: str, password: str, new_email: str, **kwargs: Any) -> None:
@@ -273,7 +248,7 @@ def test_a_confirmation_for_an_account_deleted_meanwhile_is_401(
     env: Env, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The deletion discarded the pending code: the confirmation finds none (401 ``invalid_otp``)."""
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert _request(client, tokens).status_code == 202
     code = env.outbox.last_code(NEW)
     original = env.auth.account.confirm_email_change
@@ -290,7 +265,7 @@ def test_a_confirmation_for_an_account_deleted_meanwhile_is_401(
 def test_a_user_not_found_from_the_confirmation_is_401_invalid_token(
     env: Env, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
 
     def gone(*args: Any, **kwargs: Any) -> Any:
         raise UserNotFound()
@@ -306,7 +281,7 @@ def test_a_user_not_found_from_the_confirmation_is_401_invalid_token(
 # ---------------------------------------------------------------------------
 def test_cookie_requests_need_the_csrf_header(env: Env, make_client: MakeClient) -> None:
     client = make_client(cookies=CookieSettings(enabled=True), https=True)
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     assert client.cookie(ACCESS) is not None
     cross_site = {"Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site", **XRW}
 
@@ -337,27 +312,17 @@ def test_cookie_requests_need_the_csrf_header(env: Env, make_client: MakeClient)
 # ---------------------------------------------------------------------------
 # The hashing bound
 # ---------------------------------------------------------------------------
-def _busy(tmp_path: Path, **overrides: Any) -> Iterator[Env]:
-    require("peewee")
-    outbox, clock = Outbox(), FakeClock()
-    config = test_config(hash_workers=1, hash_queue_limit=0, **overrides)
-    auth = MindmeshAuth(store=f"sqlite:///{tmp_path}/auth.db", mailer=outbox, config=config, clock=clock)
-    auth.create_schema()
-    yield Env(auth, outbox, clock)
-    auth.close()
-
-
 @pytest.fixture(params=["hmac", "bcrypt"])
 def busy_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     """One hashing place and no queue: a second hashing call while one runs is refused."""
-    yield from _busy(tmp_path, otp_hash=request.param)
+    yield from sqlite_env(tmp_path, hash_workers=1, hash_queue_limit=0, otp_hash=request.param)
 
 
 def test_a_request_beyond_the_hashing_bound_gets_503(busy_env: Env, framework: str) -> None:
     """The request checks a password: refused with 503 while the hashing pool is full. The
     confirmation hashes only with bcrypt codes: then it is refused too, else it goes through."""
     client = build_client(framework, busy_env.auth)
-    tokens = _signed_in(busy_env, client)
+    tokens = signed_in(client, busy_env)
     assert _request(client, tokens).status_code == 202
     code = busy_env.outbox.last_code(NEW)
     busy_env.auth.auth.register("bob@example.com", PASSWORD)

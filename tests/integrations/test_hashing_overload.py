@@ -4,31 +4,25 @@ and keep answering token checks (``/auth/me``) meanwhile."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from _ci import require
 
 from mindmesh_auth import MindmeshAuth
-from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
-from ._clients import FRAMEWORKS, PASSWORD, Env, assert_error, bearer, build_client, fastapi_client, flask_client, login
-
-HANG_GUARD = 10.0  # seconds; only reached if a call waits for something that never comes
-
-
-@pytest.fixture
-def busy_env(tmp_path: Path) -> Iterator[Env]:
-    """One hashing place and no queue: a second hashing call while one runs is refused."""
-    require("peewee")
-    outbox, clock = Outbox(), FakeClock()
-    config = test_config(hash_workers=1, hash_queue_limit=0)
-    auth = MindmeshAuth(store=f"sqlite:///{tmp_path}/auth.db", mailer=outbox, config=config, clock=clock)
-    auth.create_schema()
-    yield Env(auth, outbox, clock)
-    auth.close()
+from ._clients import (
+    FRAMEWORKS,
+    HANG_GUARD,
+    PASSWORD,
+    Env,
+    assert_error,
+    bearer,
+    build_client,
+    fastapi_client,
+    flask_client,
+    login,
+)
 
 
 def _hold_verify(auth: MindmeshAuth) -> tuple[threading.Event, threading.Event, Any]:

@@ -16,37 +16,27 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from _ci import require
 
 from mindmesh_auth import AuditEventType, ConfigurationError, Limit, MindmeshAuth
 from mindmesh_auth.core import errors as error_module
 from mindmesh_auth.integrations._http import CookieSettings, client_ip, parse_trusted_proxies
 from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
-from ._clients import FRAMEWORKS, PASSWORD, PEER, Client, Env, assert_error, bearer, build_client, login, register
-
-MakeClient = Callable[..., Client]
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def make_client(env: Env, framework: str) -> MakeClient:
-    """``make_client(peer=..., https=..., **options)``: the framework's app on ``env.auth`` built with ``options``."""
-
-    def make(*, auth: Any = None, **options: Any) -> Client:
-        return build_client(framework, env.auth if auth is None else auth, **options)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: MakeClient) -> Client:
-    return make_client()
+from ._clients import (
+    ACCESS,
+    PASSWORD,
+    PEER,
+    REFRESH,
+    XRW,
+    Client,
+    Env,
+    MakeClient,
+    assert_error,
+    bearer,
+    login,
+    register,
+    set_cookies,
+)
 
 
 # ---------------------------------------------------------------------------
@@ -210,24 +200,6 @@ def test_503_mail_failure(env: Env, client: Client) -> None:
 # ---------------------------------------------------------------------------
 # Cookies
 # ---------------------------------------------------------------------------
-ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
-XRW = {"X-Requested-With": "fetch"}
-
-
-def _set_cookies(r: Any) -> dict[str, dict[str, str]]:
-    """``Set-Cookie`` headers by cookie name: ``{"": value, attribute (lower case): value or ""}``."""
-    out: dict[str, dict[str, str]] = {}
-    for header in r.header_list("set-cookie"):
-        first, *attributes = [part.strip() for part in header.split(";")]
-        name, _, value = first.partition("=")
-        attrs = {"": value}
-        for attribute in attributes:
-            key, _, val = attribute.partition("=")
-            attrs[key.lower()] = val
-        out[name] = attrs
-    return out
-
-
 def _cookie_client(env: Env, make_client: MakeClient, **settings: Any) -> tuple[Client, dict[str, Any]]:
     """A client logged in with cookies enabled (``settings`` for :class:`CookieSettings`)."""
     https = settings.get("secure", True)
@@ -246,15 +218,15 @@ def test_cookies_set_refresh_and_clear(env: Env, make_client: MakeClient, samesi
     r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": env.outbox.last_code("ada@example.com")})
     assert r.status_code == 200
     assert "refresh_token" not in r.json() and r.json()["access_token"]
-    set_cookies = _set_cookies(r)
+    cookies_set = set_cookies(r)
     # The login cookie (sent back, it bound the code) is cleared; the device cookie is new.
-    assert set(set_cookies) == {ACCESS, REFRESH, "__Host-mm_login", "__Host-mm_device"}
-    assert set_cookies["__Host-mm_login"]["max-age"] == "0"
-    for attrs in set_cookies.values():
+    assert set(cookies_set) == {ACCESS, REFRESH, "__Host-mm_login", "__Host-mm_device"}
+    assert cookies_set["__Host-mm_login"]["max-age"] == "0"
+    for attrs in cookies_set.values():
         assert "httponly" in attrs and "secure" in attrs and "domain" not in attrs
         assert attrs["samesite"].lower() == (samesite or "lax")  # Starlette writes "lax", Werkzeug "Lax"
-    assert set_cookies[ACCESS]["path"] == "/" and set_cookies[ACCESS]["max-age"] == "900"
-    assert set_cookies[REFRESH]["path"] == "/auth"  # /refresh and /logout receive it, the app's routes never do
+    assert cookies_set[ACCESS]["path"] == "/" and cookies_set[ACCESS]["max-age"] == "900"
+    assert cookies_set[REFRESH]["path"] == "/auth"  # /refresh and /logout receive it, the app's routes never do
     assert client.cookie(ACCESS) is not None and client.cookie(REFRESH, path="/auth") is not None
 
     # The access cookie authenticates; the refresh cookie refreshes (a state change: the CSRF header is needed).
@@ -262,12 +234,12 @@ def test_cookies_set_refresh_and_clear(env: Env, make_client: MakeClient, samesi
     assert_error(client.post("/auth/refresh"), 403, "csrf_rejected")
     r = client.post("/auth/refresh", headers=XRW)
     assert r.status_code == 200, r.text
-    assert "refresh_token" not in r.json() and set(_set_cookies(r)) == {ACCESS, REFRESH}
+    assert "refresh_token" not in r.json() and set(set_cookies(r)) == {ACCESS, REFRESH}
     assert client.get("/auth/me").status_code == 200
 
     r = client.post("/auth/logout", headers=XRW)
     assert r.status_code == 204
-    cleared = _set_cookies(r)
+    cleared = set_cookies(r)
     assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
     assert cleared[ACCESS]["path"] == "/" and cleared[REFRESH]["path"] == "/auth"
     assert client.cookie(ACCESS) is None and client.cookie(REFRESH, path="/auth") is None
@@ -279,9 +251,9 @@ def test_cookies_without_secure_drop_the_prefixes_for_local_http(env: Env, make_
     client, _ = _cookie_client(env, make_client, secure=False)
     r = client.post("/auth/refresh", headers=XRW)
     assert r.status_code == 200, r.text
-    set_cookies = _set_cookies(r)
-    assert set(set_cookies) == {"mm_access", "mm_refresh"}
-    assert all("secure" not in attrs and "httponly" in attrs for attrs in set_cookies.values())
+    cookies_set = set_cookies(r)
+    assert set(cookies_set) == {"mm_access", "mm_refresh"}
+    assert all("secure" not in attrs and "httponly" in attrs for attrs in cookies_set.values())
     assert client.get("/auth/me").status_code == 200
 
 
@@ -390,7 +362,7 @@ def test_logout_after_the_access_token_expired_uses_the_refresh_cookie(env: Env,
     assert_error(client.get("/auth/me"), 401, "invalid_token")  # the access cookie is still sent, but expired
     r = client.post("/auth/logout", headers=XRW)
     assert r.status_code == 204, r.text
-    cleared = _set_cookies(r)
+    cleared = set_cookies(r)
     assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
     assert client.cookie(ACCESS) is None and client.cookie(REFRESH, path="/auth") is None
     assert env.auth.sessions.get(tokens["session_id"]).revoked_at is not None
@@ -414,7 +386,7 @@ def test_logout_with_nothing_valid_still_clears_the_cookies(env: Env, make_clien
     client.set_cookie(ACCESS, "garbage")
     r = client.post("/auth/logout", headers=XRW)
     assert_error(r, 401, "invalid_token")
-    cleared = _set_cookies(r)
+    cleared = set_cookies(r)
     assert set(cleared) == {ACCESS, REFRESH} and all(c["max-age"] == "0" for c in cleared.values())
 
 
@@ -423,7 +395,7 @@ def test_cookies_disabled_by_default(env: Env, client: Client) -> None:
     client.post("/auth/login", json={"email": "ada@example.com", "password": PASSWORD})
     r = client.post("/auth/verify-otp", json={"email": "ada@example.com", "code": env.outbox.last_code("ada@example.com")})
     # No token cookie; only the login-binding cookies (docs/integrations.md), and the device token in the body.
-    assert set(_set_cookies(r)) == {"__Host-mm_login", "__Host-mm_device"}
+    assert set(set_cookies(r)) == {"__Host-mm_login", "__Host-mm_device"}
     assert r.json()["device_token"] and "refresh_token" in r.json()
     client.set_cookie(ACCESS, r.json()["access_token"])
     assert_error(client.get("/auth/me"), 401, "invalid_token")  # cookies are not read unless enabled

@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
-
-import pytest
-from _ci import require
 
 from mindmesh_auth.integrations._http import CookieSettings
 
-from ._clients import FRAMEWORKS, PASSWORD, Client, Env, assert_error, build_client, register
+from ._clients import PASSWORD, Env, MakeClient, assert_error, register
 
-MakeClient = Callable[..., Client]
 EMAIL = "ada@example.com"
 LOGIN_COOKIE, DEVICE_COOKIE = "__Host-mm_login", "__Host-mm_device"
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def make_client(env: Env, framework: str) -> MakeClient:
-    def make(**options: Any) -> Client:
-        return build_client(framework, env.auth, **options)
-
-    return make
 
 
 def _wrong(code: str) -> str:

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -24,53 +23,29 @@ from mindmesh_auth.integrations._http import ROUTES, CookieSettings
 from mindmesh_auth.testing import FakeClock, Outbox, test_config
 
 from ._clients import (
-    FRAMEWORKS,
+    ACCESS,
+    HANG_GUARD,
     PASSWORD,
+    REFRESH,
+    XRW,
     Client,
     Env,
+    MakeClient,
     assert_error,
     bearer,
     build_client,
     fastapi_client,
     flask_client,
     login,
-    register,
+    set_cookies,
+    signed_in,
 )
 
 EMAIL = "ada@example.com"
 NEW = "a brand new passphrase for ada"
 WRONG = "not the right password at all"
 CHANGE = "/auth/password/change"
-ACCESS, REFRESH = "__Host-mm_access", "__Secure-mm_refresh"
-XRW = {"X-Requested-With": "fetch"}
-HANG_GUARD = 10.0  # seconds; only reached if a call waits for something that never comes
 
-MakeClient = Callable[..., Client]
-
-
-@pytest.fixture(params=FRAMEWORKS)
-def framework(request: pytest.FixtureRequest) -> str:
-    require(request.param)
-    return request.param  # type: ignore[no-any-return]
-
-
-@pytest.fixture
-def make_client(env: Env, framework: str) -> MakeClient:
-    def make(**options: Any) -> Client:
-        return build_client(framework, env.auth, **options)
-
-    return make
-
-
-@pytest.fixture
-def client(make_client: MakeClient) -> Client:
-    return make_client()
-
-
-def _signed_in(env: Env, client: Client, email: str = EMAIL) -> dict[str, Any]:
-    """Register ``email`` and log it in: the tokens (and ``user``) /verify-otp answered."""
-    register(client, email)
-    return login(client, env, email)
 
 
 def _changed_events(env: Env, user_id: str) -> list[Any]:
@@ -99,25 +74,11 @@ def _assert_unchanged(env: Env, client: Client, user_id: str, *sessions: dict[st
     assert _changed_events(env, user_id) == []
 
 
-def _set_cookies(r: Any) -> dict[str, dict[str, str]]:
-    """``Set-Cookie`` headers by cookie name: ``{"": value, attribute (lower case): value or ""}``."""
-    out: dict[str, dict[str, str]] = {}
-    for header in r.header_list("set-cookie"):
-        first, *attributes = [part.strip() for part in header.split(";")]
-        name, _, value = first.partition("=")
-        attrs = {"": value}
-        for attribute in attributes:
-            key, _, val = attribute.partition("=")
-            attrs[key.lower()] = val
-        out[name] = attrs
-    return out
-
-
 # ---------------------------------------------------------------------------
 # Bearer tokens
 # ---------------------------------------------------------------------------
 def test_the_right_password_changes_it_keeps_this_session_and_ends_the_others(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     other = login(client, env)  # a second session of the same account
     assert client.get("/auth/me", headers=bearer(other)).status_code == 200
@@ -146,7 +107,7 @@ def test_the_right_password_changes_it_keeps_this_session_and_ends_the_others(en
 
 
 def test_a_wrong_current_password_is_422_and_changes_nothing(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     other = login(client, env)
     r = client.post(CHANGE, json=_body(current=WRONG), headers=bearer(tokens))
     error = assert_error(r, 422, "invalid_password")
@@ -168,7 +129,7 @@ def test_a_wrong_current_password_is_422_and_changes_nothing(env: Env, client: C
     ids=["too-short", "blank", "the-address", "too-long"],
 )
 def test_a_new_password_the_policy_refuses_is_422_and_changes_nothing(env: Env, client: Client, new: str, message: str) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     other = login(client, env)
     r = client.post(CHANGE, json=_body(new=new), headers=bearer(tokens))
     error = assert_error(r, 422, "invalid_password")
@@ -186,7 +147,7 @@ def test_a_new_password_the_policy_refuses_is_422_and_changes_nothing(env: Env, 
 )
 def test_the_current_password_is_checked_first(env: Env, client: Client, current: str, new: str) -> None:
     """A fault of the current password is reported as such even when the new one is refused too."""
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     r = client.post(CHANGE, json=_body(current=current, new=new), headers=bearer(tokens))
     error = assert_error(r, 422, "invalid_password")
     assert error["field"] == "current_password"
@@ -199,7 +160,7 @@ def test_the_current_password_is_checked_first(env: Env, client: Client, current
     ids=["no-token", "bad-token", "basic"],
 )
 def test_without_a_valid_token_it_is_401(env: Env, client: Client, authorization: str | None) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     headers = {} if authorization is None else {"Authorization": authorization}
     r = client.post(CHANGE, json=_body(), headers=headers)
     assert_error(r, 401, "invalid_token")
@@ -208,7 +169,7 @@ def test_without_a_valid_token_it_is_401(env: Env, client: Client, authorization
 
 
 def test_an_expired_access_token_is_401(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     env.clock.advance(minutes=16)
     assert_error(client.post(CHANGE, json=_body(), headers=bearer(tokens)), 401, "invalid_token")
     assert _password_works(client, PASSWORD) and not _password_works(client, NEW)
@@ -230,7 +191,7 @@ def test_an_expired_access_token_is_401(env: Env, client: Client) -> None:
 def test_a_bad_body_is_refused_and_changes_nothing(
     env: Env, client: Client, options: dict[str, Any], status: int, code: str, field: str | None
 ) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     r = client.post(CHANGE, headers=bearer(tokens), **options)
     error = assert_error(r, status, code)
     assert error.get("field") == field
@@ -239,7 +200,7 @@ def test_a_bad_body_is_refused_and_changes_nothing(
 
 
 def test_wrong_current_passwords_count_with_failed_logins_until_429(env: Env, client: Client) -> None:
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     statuses: list[int] = []
     for _ in range(30):
         r = client.post(CHANGE, json=_body(current=WRONG), headers=bearer(tokens))
@@ -259,7 +220,7 @@ def test_wrong_current_passwords_count_with_failed_logins_until_429(env: Env, cl
 
 def test_an_account_deleted_meanwhile_is_401(env: Env, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """The token was valid when read, the account went before the change ran (an administrator)."""
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     original = env.auth.password.change
 
     def racing(uid: str, *args: Any, **kwargs: Any) -> None:
@@ -277,7 +238,7 @@ def test_an_account_deleted_meanwhile_is_401(env: Env, client: Client, monkeypat
 # ---------------------------------------------------------------------------
 def test_a_cookie_change_needs_the_csrf_header_and_keeps_the_cookies(env: Env, make_client: MakeClient) -> None:
     client = make_client(cookies=CookieSettings(enabled=True), https=True)
-    tokens = _signed_in(env, client)
+    tokens = signed_in(client, env)
     user_id = tokens["user"]["id"]
     other = env.auth.auth.login(EMAIL, PASSWORD)  # a second session, outside the browser
     assert other.handle is not None
@@ -296,7 +257,7 @@ def test_a_cookie_change_needs_the_csrf_header_and_keeps_the_cookies(env: Env, m
 
     r = client.post(CHANGE, json=_body(), headers=XRW)
     assert r.status_code == 204, r.text
-    assert _set_cookies(r) == {}  # nothing set, nothing cleared
+    assert set_cookies(r) == {}  # nothing set, nothing cleared
     assert client.cookie(ACCESS) == access and client.cookie(REFRESH, path="/auth") == refresh
     me = client.get("/auth/me")
     assert me.status_code == 200 and me.json()["user"]["id"] == user_id
@@ -308,7 +269,7 @@ def test_a_cookie_change_needs_the_csrf_header_and_keeps_the_cookies(env: Env, m
 
 def test_a_wrong_current_password_with_cookies_keeps_them(env: Env, make_client: MakeClient) -> None:
     client = make_client(cookies=CookieSettings(enabled=True), https=True)
-    _signed_in(env, client)
+    signed_in(client, env)
     r = client.post(CHANGE, json=_body(current=WRONG), headers=XRW)
     assert assert_error(r, 422, "invalid_password")["field"] == "current_password"
     assert "set-cookie" not in r.headers
@@ -319,21 +280,9 @@ def test_a_wrong_current_password_with_cookies_keeps_them(env: Env, make_client:
 # ---------------------------------------------------------------------------
 # The hashing bound
 # ---------------------------------------------------------------------------
-@pytest.fixture
-def busy_env(tmp_path: Path) -> Iterator[Env]:
-    """One hashing place and no queue: a second hashing call while one runs is refused."""
-    require("peewee")
-    outbox, clock = Outbox(), FakeClock()
-    config = test_config(hash_workers=1, hash_queue_limit=0)
-    auth = MindmeshAuth(store=f"sqlite:///{tmp_path}/auth.db", mailer=outbox, config=config, clock=clock)
-    auth.create_schema()
-    yield Env(auth, outbox, clock)
-    auth.close()
-
-
 def test_a_change_beyond_the_hashing_bound_gets_503_and_changes_nothing(busy_env: Env, framework: str) -> None:
     client = build_client(framework, busy_env.auth)
-    tokens = _signed_in(busy_env, client)
+    tokens = signed_in(client, busy_env)
     busy_env.auth.auth.register("bob@example.com", PASSWORD)
     other = fastapi_client(client.app) if framework == "fastapi" else flask_client(client.app)
     hasher = busy_env.auth._kernel.hasher
